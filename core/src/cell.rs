@@ -1,0 +1,88 @@
+//! One key's state in one atomic word, and the CAS loop that applies an algorithm to it.
+
+use crate::algorithm::Algorithm;
+use crate::decision::{CheckError, Decision};
+use crate::sync::{AtomicU64, Ordering};
+
+/// One key's packed limiter state.
+///
+/// [`apply`](Self::apply) is the whole concurrency story: load, decide, `compare_exchange_weak`,
+/// and on a lost race decide again from the value that won. A denial writes nothing, so a key
+/// that is being refused costs readers no cache-line ping-pong.
+///
+/// ```
+/// use traffik_core::{Gcra, Rate, StateCell};
+///
+/// let gcra = Gcra::new(Rate::per_second(1))?;
+/// let cell = StateCell::new();
+/// assert!(cell.apply(&gcra, 0, 1)?.is_allowed());
+/// assert!(cell.apply(&gcra, 0, 1)?.is_denied());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct StateCell {
+    state: AtomicU64,
+}
+
+impl StateCell {
+    /// A fresh cell.
+    pub fn new() -> Self {
+        StateCell {
+            state: AtomicU64::new(0),
+        }
+    }
+
+    /// Checks `cost` at `now`, charging it if admitted.
+    #[inline]
+    pub fn apply<A: Algorithm + ?Sized>(
+        &self,
+        algorithm: &A,
+        now: u64,
+        cost: u64,
+    ) -> Result<Decision, CheckError> {
+        // Relaxed everywhere: the word is self-contained (it publishes no other memory), and the
+        // modification order of a single atomic is total, so the CAS alone rules out lost updates.
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let transition = algorithm.decide(current, now, cost)?;
+            let Some(next) = transition.next else {
+                return Ok(transition.decision);
+            };
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(transition.decision),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// What a zero-cost check would say; never writes.
+    #[inline]
+    pub fn peek<A: Algorithm + ?Sized>(&self, algorithm: &A, now: u64) -> Decision {
+        // Relaxed: a snapshot of one self-contained word.
+        let state = self.state.load(Ordering::Relaxed);
+        match algorithm.decide(state, now, 0) {
+            Ok(t) => t.decision,
+            // Unreachable for a zero cost, but a peek must never fail: report "nothing left".
+            Err(_) => Decision::deny(algorithm.capacity(), 0, 0, 0),
+        }
+    }
+
+    /// Forgets everything charged: the key is fresh again.
+    #[inline]
+    pub fn reset(&self) {
+        // Relaxed: storing the fresh state publishes nothing else.
+        self.state.store(0, Ordering::Relaxed);
+    }
+
+    /// The raw packed state (for tests and diagnostics).
+    #[inline]
+    pub fn load(&self) -> u64 {
+        // Relaxed: a snapshot of one self-contained word.
+        self.state.load(Ordering::Relaxed)
+    }
+}

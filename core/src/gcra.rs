@@ -1,0 +1,165 @@
+//! GCRA, the generic cell rate algorithm, and the leaky bucket (as a meter) built on it.
+//!
+//! State: the theoretical arrival time (TAT), in clock nanoseconds. Each unit of cost pushes the
+//! TAT one emission interval `T = ceil(period / limit)` later; a check is admitted when the new
+//! TAT is no more than `burst * T` ahead of now. `0` is fresh (any TAT at or before now is).
+//!
+//! Rounding `T` up means a rate never admits more than it says: `3/s` has `T = 333_333_334 ns`.
+//!
+//! **Admission bound.** In any window of `W` nanoseconds, GCRA admits at most
+//! `burst + ceil(W / T) - 1` units; for `W = period` that is at most `burst + limit - 1`.
+//! Proof sketch: the TAT after the window's admissions is at least its start plus `S * T` and at
+//! most the last admission time plus `burst * T`, so `S * T < W + burst * T`.
+
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::decision::{CheckError, Decision};
+use crate::rate::Rate;
+
+/// The generic cell rate algorithm: exact, smooth, one timestamp of state.
+///
+/// `burst` is how much cost a fresh key may take at once (default: the rate's limit). With
+/// `burst = 1` requests are spaced by at least the emission interval.
+///
+/// ```
+/// use traffik_core::{Algorithm, Gcra, Rate};
+///
+/// let gcra = Gcra::with_burst(Rate::per_second(10), 2)?;
+/// let first = gcra.decide(0, 0, 2)?; // a fresh key takes its whole burst
+/// assert!(first.decision.is_allowed());
+/// let second = gcra.decide(first.next.unwrap(), 0, 1)?;
+/// assert_eq!(second.decision.retry_after_nanos(), 100_000_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gcra {
+    /// Emission interval `T`, nanoseconds per unit of cost.
+    interval: u64,
+    /// `burst * T`: how far ahead of now the TAT may run.
+    tolerance: u64,
+    burst: u64,
+}
+
+impl Gcra {
+    /// GCRA with a burst equal to the rate's limit.
+    pub fn new(rate: Rate) -> Result<Self, ConfigError> {
+        Self::with_burst(rate, rate.limit())
+    }
+
+    /// GCRA with an explicit burst (at least 1).
+    pub fn with_burst(rate: Rate, burst: u64) -> Result<Self, ConfigError> {
+        let (limit, period) = finite_rate(rate)?;
+        if burst == 0 {
+            return Err(ConfigError::ZeroBurst);
+        }
+        let interval = period.div_ceil(limit);
+        let tolerance = burst
+            .checked_mul(interval)
+            .ok_or(ConfigError::BurstOverflow)?;
+        Ok(Gcra {
+            interval,
+            tolerance,
+            burst,
+        })
+    }
+
+    /// The emission interval in nanoseconds.
+    pub const fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// The burst: the most cost one check can take.
+    pub const fn burst(&self) -> u64 {
+        self.burst
+    }
+}
+
+impl Algorithm for Gcra {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.burst
+    }
+
+    #[inline]
+    fn decide(&self, tat: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
+        if cost > self.burst {
+            return Err(CheckError::InsufficientCapacity { max: self.burst });
+        }
+        // A TAT in the past (or a clock read behind another thread's) counts from now: a
+        // backwards reading only shrinks the slack, so it can never admit more.
+        let base = if tat > now { tat } else { now };
+        // cost <= burst, so cost * T <= tolerance, which fits.
+        let new_tat = base.saturating_add(cost * self.interval);
+        let horizon = now.saturating_add(self.tolerance);
+        if new_tat <= horizon {
+            let remaining = (horizon - new_tat) / self.interval;
+            let decision = Decision::allow(self.burst, remaining, new_tat - now);
+            Ok(Transition::store(decision, new_tat, cost))
+        } else {
+            let remaining = horizon.saturating_sub(base) / self.interval;
+            let decision = Decision::deny(self.burst, remaining, new_tat - horizon, base - now);
+            Ok(Transition::keep(decision))
+        }
+    }
+
+    #[inline]
+    fn reset_after(&self, tat: u64, now: u64) -> u64 {
+        tat.saturating_sub(now)
+    }
+}
+
+/// The leaky bucket as a meter: each check pours `cost` into a bucket of `capacity` that drains
+/// at the rate; a check that would overflow is refused.
+///
+/// This is the same machine as [`Gcra`] seen from the other side (the bucket level is how far the
+/// TAT runs ahead of now), so for equal capacity and burst the two make identical decisions.
+/// Capacity defaults to the rate's limit; `capacity = 1` gives perfectly smooth spacing.
+/// Admission bound: as [`Gcra`], `capacity + limit - 1` in any window of one period.
+///
+/// ```
+/// use traffik_core::{Algorithm, LeakyBucket, Rate};
+///
+/// let bucket = LeakyBucket::with_capacity(Rate::per_second(4), 1)?;
+/// let t = bucket.decide(0, 0, 1)?;
+/// let next = bucket.decide(t.next.unwrap(), 0, 1)?;
+/// assert_eq!(next.decision.retry_after_nanos(), 250_000_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeakyBucket(Gcra);
+
+impl LeakyBucket {
+    /// A bucket holding the rate's limit.
+    pub fn new(rate: Rate) -> Result<Self, ConfigError> {
+        Gcra::new(rate).map(LeakyBucket)
+    }
+
+    /// A bucket of an explicit capacity (at least 1).
+    pub fn with_capacity(rate: Rate, capacity: u64) -> Result<Self, ConfigError> {
+        Gcra::with_burst(rate, capacity).map(LeakyBucket)
+    }
+
+    /// The bucket's capacity.
+    pub const fn bucket_capacity(&self) -> u64 {
+        self.0.burst
+    }
+
+    /// Nanoseconds for one unit to drain.
+    pub const fn drain_interval_nanos(&self) -> u64 {
+        self.0.interval
+    }
+}
+
+impl Algorithm for LeakyBucket {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.0.capacity()
+    }
+    #[inline]
+    fn decide(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
+        self.0.decide(state, now, cost)
+    }
+    #[inline]
+    fn reset_after(&self, state: u64, now: u64) -> u64 {
+        self.0.reset_after(state, now)
+    }
+}

@@ -1,0 +1,62 @@
+//! # traffik-core
+//!
+//! The `no_std` heart of traffik: exact rate maths, and per-key limiter state packed into a
+//! single `u64` that is updated with a compare-and-swap loop.
+//!
+//! The data path reads top to bottom:
+//!
+//! 1. [`Rate`]: parse or build "how many per how long", in exact integer nanoseconds.
+//! 2. An [`Algorithm`] ([`Gcra`], [`TokenBucket`], [`LeakyBucket`], [`FixedWindow`],
+//!    [`SlidingWindowCounter`], or the runtime-chosen [`AnyAlgorithm`]): a pure function from
+//!    `(state, now, cost)` to a [`Decision`] and, when something was admitted, the next state.
+//! 3. A [`StateCell`]: one atomic word and the CAS loop that applies the transition.
+//! 4. A [`Limiter`]: one cell, one algorithm, one [`Clock`].
+//!
+//! ```
+//! use traffik_core::{Gcra, Limiter, ManualClock, Rate};
+//! use core::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let limiter = Limiter::new(Gcra::new(Rate::per_second(2))?, &clock);
+//! assert!(limiter.check(1)?.is_allowed());
+//! assert!(limiter.check(1)?.is_allowed());
+//! let denied = limiter.check(1)?;
+//! assert!(denied.is_denied());
+//! assert_eq!(denied.retry_after(), Duration::from_millis(500));
+//! clock.advance(Duration::from_millis(500));
+//! assert!(limiter.check(1)?.is_allowed());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(loom)]
+extern crate std;
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub(crate) mod sync;
+
+pub mod algorithm;
+pub mod cell;
+pub mod clock;
+pub mod decision;
+pub mod fixed_window;
+pub mod gcra;
+pub mod limiter;
+pub mod rate;
+pub mod sliding_window;
+pub mod token_bucket;
+mod window;
+
+pub use algorithm::{Algorithm, AlgorithmKind, AnyAlgorithm, ConfigError, Transition, Unlimited};
+pub use cell::StateCell;
+pub use clock::{Clock, ManualClock};
+pub use decision::{CheckError, Decision};
+pub use fixed_window::FixedWindow;
+pub use gcra::{Gcra, LeakyBucket};
+pub use limiter::Limiter;
+pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+pub use sliding_window::SlidingWindowCounter;
+pub use token_bucket::TokenBucket;

@@ -1,0 +1,67 @@
+//! A limiter for one key: one [`StateCell`], one [`Algorithm`], one [`Clock`].
+
+use crate::algorithm::Algorithm;
+use crate::cell::StateCell;
+use crate::clock::Clock;
+use crate::decision::{CheckError, Decision};
+
+/// A rate limiter for a single key (a whole service, one connection, one upstream).
+///
+/// Thread-safe and lock-free; share it by reference or in an `Arc`. Each check reads the clock
+/// once and runs one CAS loop.
+///
+/// ```
+/// use traffik_core::{Limiter, ManualClock, Rate, TokenBucket};
+///
+/// let clock = ManualClock::new();
+/// let limiter = Limiter::new(TokenBucket::new(Rate::per_minute(60))?, &clock);
+/// assert_eq!(limiter.check(10)?.remaining(), 50);
+/// assert_eq!(limiter.peek().remaining(), 50);
+/// limiter.reset();
+/// assert_eq!(limiter.peek().remaining(), 60);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Limiter<A, C> {
+    algorithm: A,
+    clock: C,
+    cell: StateCell,
+}
+
+impl<A: Algorithm, C: Clock> Limiter<A, C> {
+    /// A fresh limiter.
+    pub fn new(algorithm: A, clock: C) -> Self {
+        Limiter {
+            algorithm,
+            clock,
+            cell: StateCell::new(),
+        }
+    }
+
+    /// Checks `cost` now, charging it if admitted. A cost of zero is a [`peek`](Self::peek).
+    #[inline]
+    pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
+        self.cell.apply(&self.algorithm, self.clock.now(), cost)
+    }
+
+    /// What is left now, without charging anything.
+    #[inline]
+    pub fn peek(&self) -> Decision {
+        self.cell.peek(&self.algorithm, self.clock.now())
+    }
+
+    /// Forgets everything charged.
+    pub fn reset(&self) {
+        self.cell.reset();
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+}

@@ -1,0 +1,207 @@
+//! The sliding window counter: the current window's count plus the previous window's count
+//! weighted by how much of it the sliding window still overlaps.
+//!
+//! State: `index << 2b | previous << b | current`, where `b` is the bits needed for the limit.
+//! A check at offset `e` into the window is admitted when
+//! `previous * (period - e) + (current + cost) * period <= limit * period`, compared exactly in
+//! integers (equivalently `current + cost + ceil(previous * (period - e) / period) <= limit`).
+//! `0` is fresh.
+//!
+//! **Admission bound.** At most `limit` per aligned window, and at most `2 * limit - 1` in any
+//! window of one period: a window straddling a boundary holds the tail of window `k` (at most
+//! its count `A`) and the head of window `k + 1`, where admissions are held to
+//! `limit - A * (1 - overlap)`; together that is below `limit + A <= 2 * limit`.
+//!
+//! As for [`FixedWindow`](crate::FixedWindow), the window index is stored truncated (here to at
+//! least 16 bits); an exact alias after `2^bits` idle windows can only deny, never over-admit.
+
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::decision::{CheckError, Decision};
+use crate::rate::Rate;
+use crate::window::{bits_for, Position, Windows};
+
+/// Largest limit that packs two counts beside a window index of at least 16 bits.
+const MAX_LIMIT: u64 = (1 << 24) - 1;
+
+/// The sliding window counter (Cloudflare-style weighted estimate), with exact integer maths.
+///
+/// ```
+/// use traffik_core::{Algorithm, Rate, SlidingWindowCounter};
+///
+/// let sw = SlidingWindowCounter::new(Rate::per_second(10))?;
+/// let full = sw.decide(0, 0, 10)?; // window 0 full
+/// // Half-way through window 1 the previous window still weighs 5.
+/// let half = sw.decide(full.next.unwrap(), 1_500_000_000, 0)?;
+/// assert_eq!(half.decision.remaining(), 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlidingWindowCounter {
+    limit: u64,
+    windows: Windows,
+    count_bits: u32,
+}
+
+/// The state as seen from `now`.
+#[derive(Clone, Copy)]
+struct View {
+    index: u64,
+    previous: u64,
+    current: u64,
+    /// Offset into the viewed window.
+    offset: u64,
+    /// Nanoseconds from now until the viewed moment (non-zero only when our clock is behind).
+    lead: u64,
+}
+
+impl SlidingWindowCounter {
+    /// `rate.limit()` per sliding window of `rate.period()`.
+    pub fn new(rate: Rate) -> Result<Self, ConfigError> {
+        let (limit, period) = finite_rate(rate)?;
+        if limit > MAX_LIMIT {
+            return Err(ConfigError::LimitTooLarge { max: MAX_LIMIT });
+        }
+        let count_bits = bits_for(limit);
+        Ok(SlidingWindowCounter {
+            limit,
+            windows: Windows::new(period, 64 - 2 * count_bits),
+            count_bits,
+        })
+    }
+
+    #[inline]
+    fn view(&self, state: u64, now: u64) -> View {
+        let mask = (1u64 << self.count_bits) - 1;
+        let stored = state >> (2 * self.count_bits);
+        let previous = (state >> self.count_bits) & mask;
+        let current = state & mask;
+        let (index, offset) = self.windows.locate(now);
+        match self.windows.position(stored, index) {
+            Position::Same => View {
+                index,
+                previous,
+                current,
+                offset,
+                lead: 0,
+            },
+            Position::Next => View {
+                index,
+                previous: current,
+                current: 0,
+                offset,
+                lead: 0,
+            },
+            Position::Behind => View {
+                index: stored,
+                previous,
+                current,
+                offset: 0,
+                lead: self.windows.period - offset,
+            },
+            Position::Stale => View {
+                index,
+                previous: 0,
+                current: 0,
+                offset,
+                lead: 0,
+            },
+        }
+    }
+
+    /// `floor(a * b / c)` without overflow.
+    #[inline]
+    fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+        match a.checked_mul(b) {
+            Some(x) => x / c,
+            None => ((a as u128 * b as u128) / c as u128) as u64,
+        }
+    }
+
+    /// The previous window's weight at `offset`, rounded up: `ceil(previous * (period - offset) / period)`.
+    #[inline]
+    fn weighted(&self, previous: u64, offset: u64) -> u64 {
+        let period = self.windows.period;
+        let overlap = period - offset;
+        match previous.checked_mul(overlap) {
+            Some(x) => x.div_ceil(period),
+            None => (previous as u128 * overlap as u128).div_ceil(period as u128) as u64,
+        }
+    }
+
+    /// Nanoseconds from the viewed moment until `cost` more would be admitted (the view is
+    /// known to deny it now).
+    fn wait(&self, v: &View, cost: u64) -> u64 {
+        let period = self.windows.period;
+        // Later in this window, as the previous window's weight fades.
+        if v.previous > 0 && v.current + cost <= self.limit {
+            let room = self.limit - v.current - cost;
+            // Need previous * (period - e) <= room * period.
+            let fade = Self::mul_div(room, period, v.previous).min(period);
+            let at = period - fade;
+            if at < period {
+                return at - v.offset;
+            }
+        }
+        // In the next window, where this window's count becomes the previous one.
+        let to_next = period - v.offset;
+        let at = if v.current == 0 {
+            0
+        } else {
+            period - Self::mul_div(self.limit - cost, period, v.current).min(period)
+        };
+        // `at == period` means the next window never admits it: the one after is empty.
+        to_next + at
+    }
+
+    #[inline]
+    fn until_fresh(&self, v: &View, current: u64) -> u64 {
+        let to_next = self.windows.period - v.offset;
+        if current > 0 {
+            v.lead + to_next + self.windows.period
+        } else if v.previous > 0 {
+            v.lead + to_next
+        } else {
+            0
+        }
+    }
+}
+
+impl Algorithm for SlidingWindowCounter {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.limit
+    }
+
+    #[inline]
+    fn decide(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
+        if cost > self.limit {
+            return Err(CheckError::InsufficientCapacity { max: self.limit });
+        }
+        let v = self.view(state, now);
+        let used = v.current + self.weighted(v.previous, v.offset);
+        let available = self.limit.saturating_sub(used);
+        if cost <= available {
+            let current = v.current + cost;
+            let decision =
+                Decision::allow(self.limit, available - cost, self.until_fresh(&v, current));
+            let next = (v.index << (2 * self.count_bits))
+                | (v.previous << self.count_bits)
+                | current;
+            Ok(Transition::store(decision, next, cost))
+        } else {
+            let decision = Decision::deny(
+                self.limit,
+                available,
+                v.lead + self.wait(&v, cost),
+                self.until_fresh(&v, v.current),
+            );
+            Ok(Transition::keep(decision))
+        }
+    }
+
+    #[inline]
+    fn reset_after(&self, state: u64, now: u64) -> u64 {
+        let v = self.view(state, now);
+        self.until_fresh(&v, v.current)
+    }
+}

@@ -1,0 +1,121 @@
+//! The token bucket with exact, whole-token refill.
+//!
+//! Tokens appear on a fixed schedule: by clock time `t`, `P(t) = floor(t * limit / period)`
+//! tokens have been produced since the epoch, an exact rational rate with no rounding drift.
+//! The state is one number `D`, the count of tokens taken measured on that schedule: the bucket
+//! is short `max(0, D - P(now))` tokens of full, and taking `cost` sets
+//! `D = max(D, P(now)) + cost`. `0` is fresh (any `D <= P(now)` is a full bucket).
+//!
+//! **Admission bound.** In any window `[t, t + W)` at most `capacity + P(t + W - 1) - P(t)`
+//! tokens are admitted; for `W = period` that is at most `capacity + limit`.
+
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::decision::{CheckError, Decision};
+use crate::rate::Rate;
+
+/// A token bucket of `capacity` tokens refilled at the rate, one whole token at a time.
+///
+/// ```
+/// use traffik_core::{Algorithm, Rate, TokenBucket};
+///
+/// // 10 tokens, refilled at 1 per 100 ms.
+/// let bucket = TokenBucket::new(Rate::per_second(10))?;
+/// let t = bucket.decide(0, 0, 10)?;
+/// assert!(t.decision.is_allowed());
+/// let denied = bucket.decide(t.next.unwrap(), 0, 3)?;
+/// assert_eq!(denied.decision.retry_after_nanos(), 300_000_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenBucket {
+    capacity: u64,
+    limit: u64,
+    period: u64,
+}
+
+impl TokenBucket {
+    /// A bucket holding the rate's limit.
+    pub fn new(rate: Rate) -> Result<Self, ConfigError> {
+        Self::with_capacity(rate, rate.limit())
+    }
+
+    /// A bucket of an explicit capacity (at least 1), refilled at `rate`.
+    pub fn with_capacity(rate: Rate, capacity: u64) -> Result<Self, ConfigError> {
+        let (limit, period) = finite_rate(rate)?;
+        if capacity == 0 {
+            return Err(ConfigError::ZeroBurst);
+        }
+        Ok(TokenBucket {
+            capacity,
+            limit,
+            period,
+        })
+    }
+
+    /// Tokens produced by clock time `t`: `floor(t * limit / period)`. At most `t`, because the
+    /// rate is at most one per nanosecond, so it always fits.
+    #[inline]
+    fn produced(&self, t: u64) -> u64 {
+        match t.checked_mul(self.limit) {
+            Some(x) => x / self.period,
+            None => ((t as u128 * self.limit as u128) / self.period as u128) as u64,
+        }
+    }
+
+    /// The first clock time by which `n` tokens have been produced: `ceil(n * period / limit)`,
+    /// saturating at `u64::MAX`.
+    #[inline]
+    fn time_for(&self, n: u64) -> u64 {
+        match n.checked_mul(self.period) {
+            Some(x) => x.div_ceil(self.limit),
+            None => {
+                let t = (n as u128 * self.period as u128).div_ceil(self.limit as u128);
+                u64::try_from(t).unwrap_or(u64::MAX)
+            }
+        }
+    }
+}
+
+impl Algorithm for TokenBucket {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    #[inline]
+    fn decide(&self, taken: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
+        if cost > self.capacity {
+            return Err(CheckError::InsufficientCapacity { max: self.capacity });
+        }
+        let produced = self.produced(now);
+        // Tokens missing from a full bucket. A clock read behind the last writer's sees fewer
+        // produced tokens, so it only ever finds the bucket emptier.
+        let short = taken.saturating_sub(produced);
+        let available = self.capacity.saturating_sub(short);
+        if cost <= available {
+            let next = produced.max(taken).saturating_add(cost);
+            let reset = self.time_for(next).saturating_sub(now);
+            let decision = Decision::allow(self.capacity, available - cost, reset);
+            Ok(Transition::store(decision, next, cost))
+        } else {
+            // Admitted once P(t) >= taken + cost - capacity; the first such t is exact.
+            let ready = self.time_for(taken.saturating_add(cost) - self.capacity);
+            let decision = Decision::deny(
+                self.capacity,
+                available,
+                ready.saturating_sub(now),
+                self.time_for(taken).saturating_sub(now),
+            );
+            Ok(Transition::keep(decision))
+        }
+    }
+
+    #[inline]
+    fn reset_after(&self, taken: u64, now: u64) -> u64 {
+        if taken <= self.produced(now) {
+            0
+        } else {
+            self.time_for(taken).saturating_sub(now)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+// Decodes fuzz bytes into an algorithm and a sequence of operations, and runs them through the
+// packed algorithm and the reference model side by side (see reference.rs).
+//
+// Included with `#[path]` by the cargo-fuzz target and by the stable corpus replay test; it
+// expects `reference.rs` to be included beside it as `reference`.
+
+use super::reference::{check_period_bound, differential, Op, Spec};
+use traffik_core::Rate;
+
+const PERIODS: [u64; 6] = [1, 1_000, 999_983, 3_000_007, 1_000_000_000, 60_000_000_000];
+
+pub fn algorithm_ops(data: &[u8]) {
+    let [kind, l0, l1, p, b, rest @ ..] = data else {
+        return;
+    };
+    let limit = 1 + u64::from(u16::from_le_bytes([*l0, *l1])) % 500;
+    let period = PERIODS[usize::from(*p) % PERIODS.len()].max(limit);
+    let Ok(rate) = Rate::from_nanos(limit, period) else {
+        return;
+    };
+    let burst = 1 + u64::from(*b) % (2 * limit);
+    let spec = match kind % 5 {
+        0 => Spec::Gcra { rate, burst },
+        1 => Spec::LeakyBucket { rate, capacity: burst },
+        2 => Spec::TokenBucket { rate, capacity: burst },
+        3 => Spec::FixedWindow { rate },
+        _ => Spec::SlidingWindow { rate },
+    };
+    let capacity = match spec {
+        Spec::Gcra { .. } | Spec::LeakyBucket { .. } | Spec::TokenBucket { .. } => burst,
+        Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } => limit,
+    };
+    let mut ops = Vec::with_capacity(rest.len() / 2);
+    let mut resets = false;
+    for pair in rest.chunks_exact(2) {
+        let (tag, val) = (pair[0], u64::from(pair[1]));
+        ops.push(match tag % 8 {
+            // Small steps (fractions of a period) and occasional long idles.
+            0..=2 => Op::Advance(period / 64 * val + val),
+            3 => Op::Advance(period.saturating_mul(val % 5)),
+            7 if val == 0 => {
+                resets = true;
+                Op::Reset
+            }
+            _ => Op::Check(val % (capacity + 2)),
+        });
+    }
+    let admitted = differential(spec, &ops);
+    if !resets {
+        check_period_bound(spec, &admitted);
+    }
+}

@@ -1,0 +1,356 @@
+// Naive reference models of every packed algorithm, and a differential runner.
+//
+// Each model keeps its state as plain fields in u128 and defines only two things in its own
+// terms: whether a cost is admitted at a time, and what admitting it does. Every number a
+// `Decision` carries is then found by search over that predicate (largest admissible cost,
+// earliest admitting time, earliest fresh time), so the packed algorithms' closed-form maths is
+// checked against an independent formulation.
+//
+// Included with `#[path]` by the core's tests and by the cargo-fuzz targets.
+
+#![allow(dead_code)]
+
+use traffik_core::{
+    Algorithm, AnyAlgorithm, CheckError, Decision, FixedWindow, Gcra, LeakyBucket, Rate,
+    SlidingWindowCounter, TokenBucket,
+};
+
+/// Which algorithm, with which parameters.
+#[derive(Clone, Copy, Debug)]
+pub enum Spec {
+    Gcra { rate: Rate, burst: u64 },
+    LeakyBucket { rate: Rate, capacity: u64 },
+    TokenBucket { rate: Rate, capacity: u64 },
+    FixedWindow { rate: Rate },
+    SlidingWindow { rate: Rate },
+}
+
+impl Spec {
+    pub fn packed(&self) -> AnyAlgorithm {
+        let built = match *self {
+            Spec::Gcra { rate, burst } => Gcra::with_burst(rate, burst).map(AnyAlgorithm::Gcra),
+            Spec::LeakyBucket { rate, capacity } => {
+                LeakyBucket::with_capacity(rate, capacity).map(AnyAlgorithm::LeakyBucket)
+            }
+            Spec::TokenBucket { rate, capacity } => {
+                TokenBucket::with_capacity(rate, capacity).map(AnyAlgorithm::TokenBucket)
+            }
+            Spec::FixedWindow { rate } => FixedWindow::new(rate).map(AnyAlgorithm::FixedWindow),
+            Spec::SlidingWindow { rate } => {
+                SlidingWindowCounter::new(rate).map(AnyAlgorithm::SlidingWindowCounter)
+            }
+        };
+        built.expect("reference specs are valid")
+    }
+
+    pub fn reference(&self) -> Model {
+        let st = match *self {
+            Spec::Gcra { rate, burst } | Spec::LeakyBucket { rate, capacity: burst } => {
+                let t = (rate.period_nanos() as u128).div_ceil(rate.limit() as u128);
+                State::Meter { interval: t, burst: burst as u128, level: 0, at: 0 }
+            }
+            Spec::TokenBucket { rate, capacity } => State::Bucket {
+                limit: rate.limit() as u128,
+                period: rate.period_nanos() as u128,
+                capacity: capacity as u128,
+                tokens: capacity as u128,
+                seen: 0,
+            },
+            Spec::FixedWindow { rate } => State::Fixed {
+                limit: rate.limit() as u128,
+                period: rate.period_nanos() as u128,
+                window: 0,
+                count: 0,
+            },
+            Spec::SlidingWindow { rate } => State::Sliding {
+                limit: rate.limit() as u128,
+                period: rate.period_nanos() as u128,
+                window: 0,
+                prev: 0,
+                cur: 0,
+            },
+        };
+        Model { st }
+    }
+
+    /// One period of the spec's rate, in nanoseconds.
+    pub fn period(&self) -> u64 {
+        match *self {
+            Spec::Gcra { rate, .. }
+            | Spec::LeakyBucket { rate, .. }
+            | Spec::TokenBucket { rate, .. }
+            | Spec::FixedWindow { rate }
+            | Spec::SlidingWindow { rate } => rate.period_nanos(),
+        }
+    }
+
+    /// The documented bound on cost admitted in any window of one period.
+    pub fn period_bound(&self) -> u128 {
+        match *self {
+            Spec::Gcra { rate, burst } | Spec::LeakyBucket { rate, capacity: burst } => {
+                let t = rate.period_nanos().div_ceil(rate.limit()) as u128;
+                burst as u128 + (rate.period_nanos() as u128).div_ceil(t) - 1
+            }
+            Spec::TokenBucket { rate, capacity } => capacity as u128 + rate.limit() as u128,
+            Spec::FixedWindow { rate } => 2 * rate.limit() as u128,
+            Spec::SlidingWindow { rate } => 2 * rate.limit() as u128 - 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum State {
+    /// Continuous-state leaky bucket: `level` nanoseconds of backlog as of time `at`.
+    Meter { interval: u128, burst: u128, level: u128, at: u128 },
+    /// Whole tokens; `seen` is how many the schedule had produced at the last update.
+    Bucket { limit: u128, period: u128, capacity: u128, tokens: u128, seen: u128 },
+    Fixed { limit: u128, period: u128, window: u128, count: u128 },
+    Sliding { limit: u128, period: u128, window: u128, prev: u128, cur: u128 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub st: State,
+}
+
+impl Model {
+    pub fn capacity(&self) -> u128 {
+        match self.st {
+            State::Meter { burst, .. } => burst,
+            State::Bucket { capacity, .. } => capacity,
+            State::Fixed { limit, .. } | State::Sliding { limit, .. } => limit,
+        }
+    }
+
+    fn meter_level(level: u128, at: u128, t: u128) -> u128 {
+        level.saturating_sub(t.saturating_sub(at))
+    }
+
+    fn tokens_at(&self, t: u128) -> u128 {
+        match self.st {
+            State::Bucket { limit, period, capacity, tokens, seen } => {
+                let produced = t * limit / period;
+                (tokens + produced.saturating_sub(seen)).min(capacity)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// (prev, cur) as seen at `t`.
+    fn windows_at(&self, t: u128) -> (u128, u128) {
+        match self.st {
+            State::Fixed { period, window, count, .. } => {
+                if t / period == window { (0, count) } else { (0, 0) }
+            }
+            State::Sliding { period, window, prev, cur, .. } => {
+                let w = t / period;
+                if w == window {
+                    (prev, cur)
+                } else if w == window + 1 {
+                    (cur, 0)
+                } else {
+                    (0, 0)
+                }
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn admits(&self, t: u128, cost: u128) -> bool {
+        match self.st {
+            State::Meter { interval, burst, level, at } => {
+                Self::meter_level(level, at, t) + cost * interval <= burst * interval
+            }
+            State::Bucket { .. } => self.tokens_at(t) >= cost,
+            State::Fixed { limit, .. } => self.windows_at(t).1 + cost <= limit,
+            State::Sliding { limit, period, .. } => {
+                let (prev, cur) = self.windows_at(t);
+                let e = t % period;
+                prev * (period - e) + (cur + cost) * period <= limit * period
+            }
+        }
+    }
+
+    pub fn fresh_at(&self, t: u128) -> bool {
+        match self.st {
+            State::Meter { level, at, .. } => Self::meter_level(level, at, t) == 0,
+            State::Bucket { capacity, .. } => self.tokens_at(t) == capacity,
+            State::Fixed { .. } | State::Sliding { .. } => self.windows_at(t) == (0, 0),
+        }
+    }
+
+    fn charge(&mut self, t: u128, cost: u128) {
+        let tokens = match self.st {
+            State::Bucket { .. } => self.tokens_at(t),
+            _ => 0,
+        };
+        let (p, c) = match self.st {
+            State::Fixed { .. } | State::Sliding { .. } => self.windows_at(t),
+            _ => (0, 0),
+        };
+        match &mut self.st {
+            State::Meter { interval, level, at, .. } => {
+                *level = Self::meter_level(*level, *at, t) + cost * *interval;
+                *at = t;
+            }
+            State::Bucket { limit, period, tokens: tk, seen, .. } => {
+                *tk = tokens - cost;
+                *seen = t * *limit / *period;
+            }
+            State::Fixed { period, window, count, .. } => {
+                *window = t / *period;
+                *count = c + cost;
+            }
+            State::Sliding { period, window, prev, cur, .. } => {
+                *window = t / *period;
+                *prev = p;
+                *cur = c + cost;
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        match &mut self.st {
+            State::Meter { level, .. } => *level = 0,
+            State::Bucket { capacity, tokens, seen, .. } => {
+                *tokens = *capacity;
+                *seen = 0;
+            }
+            State::Fixed { count, .. } => *count = 0,
+            State::Sliding { prev, cur, .. } => {
+                *prev = 0;
+                *cur = 0;
+            }
+        }
+    }
+
+    /// Earliest `t` in `[lo, lo + span]` where `pred` holds; `pred` is monotone in `t`.
+    fn first(lo: u128, span: u128, pred: impl Fn(u128) -> bool) -> u128 {
+        let (mut lo, mut hi) = (lo, lo + span);
+        assert!(pred(hi), "reference search found no admitting time");
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(mid) { hi = mid } else { lo = mid + 1 }
+        }
+        lo
+    }
+
+    fn span(&self) -> u128 {
+        let unit = match self.st {
+            State::Meter { interval, .. } => interval,
+            State::Bucket { period, .. }
+            | State::Fixed { period, .. }
+            | State::Sliding { period, .. } => period,
+        };
+        (self.capacity() + 4) * unit.max(1) * 2
+    }
+
+    fn largest_admissible(&self, t: u128) -> u128 {
+        let (mut lo, mut hi) = (0u128, self.capacity());
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.admits(t, mid) { lo = mid } else { hi = mid - 1 }
+        }
+        lo
+    }
+
+    /// The decision the model makes, applying the charge when admitted.
+    pub fn decide(&mut self, now: u64, cost: u64) -> Result<Decision, CheckError> {
+        let (t, c) = (now as u128, cost as u128);
+        let cap = self.capacity();
+        if c > cap {
+            return Err(CheckError::InsufficientCapacity { max: cap as u64 });
+        }
+        let span = self.span();
+        if self.admits(t, c) {
+            self.charge(t, c);
+            let remaining = self.largest_admissible(t);
+            let reset = Self::first(t, span, |x| self.fresh_at(x)) - t;
+            Ok(Decision::allow(cap as u64, remaining as u64, reset as u64))
+        } else {
+            let remaining = self.largest_admissible(t);
+            let retry = Self::first(t, span, |x| self.admits(x, c)) - t;
+            let reset = Self::first(t, span, |x| self.fresh_at(x)) - t;
+            Ok(Decision::deny(cap as u64, remaining as u64, retry as u64, reset as u64))
+        }
+    }
+}
+
+/// One step of a differential run.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Advance(u64),
+    Check(u64),
+    Reset,
+}
+
+/// Runs `ops` through the packed algorithm and the reference model side by side and panics on
+/// the first difference or broken invariant. Returns the admitted (time, cost) pairs.
+pub fn differential(spec: Spec, ops: &[Op]) -> Vec<(u64, u64)> {
+    let packed = spec.packed();
+    let mut model = spec.reference();
+    let mut state = 0u64;
+    let mut now = 0u64;
+    let mut admitted = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Advance(dt) => now = now.saturating_add(dt),
+            Op::Reset => {
+                state = 0;
+                model.reset();
+            }
+            Op::Check(cost) => {
+                let got = packed.decide(state, now, cost);
+                let want = model.decide(now, cost);
+                let got_decision = got.map(|t| t.decision);
+                assert_eq!(got_decision, want, "op {i} {op:?} at {now} ({spec:?})");
+                // A peek (cost 0) never asks for a write, a denial never writes.
+                let peek = packed.decide(state, now, 0).expect("peek cannot fail");
+                assert!(peek.next.is_none(), "peek wanted a write");
+                if let Ok(t) = got {
+                    let d = t.decision;
+                    assert!(d.remaining() <= d.limit(), "remaining above limit");
+                    if d.is_denied() {
+                        assert!(t.next.is_none(), "a denial wanted a write");
+                        // retry_after is exact.
+                        let at = now + d.retry_after_nanos();
+                        assert!(d.retry_after_nanos() > 0);
+                        assert!(packed.decide(state, at, cost).unwrap().decision.is_allowed());
+                        assert!(packed.decide(state, at - 1, cost).unwrap().decision.is_denied());
+                    } else {
+                        assert_eq!(d.retry_after_nanos(), 0);
+                        if cost > 0 {
+                            admitted.push((now, cost));
+                        }
+                        if let Some(next) = t.next {
+                            state = next;
+                        }
+                    }
+                    assert_eq!(packed.reset_after(state, now), model_reset_after(&model, now));
+                }
+            }
+        }
+    }
+    admitted
+}
+
+fn model_reset_after(model: &Model, now: u64) -> u64 {
+    let t = now as u128;
+    (Model::first(t, model.span(), |x| model.fresh_at(x)) - t) as u64
+}
+
+/// Panics if the admitted cost in some window of one period exceeds the documented bound.
+pub fn check_period_bound(spec: Spec, admitted: &[(u64, u64)]) {
+    let period = spec.period();
+    let bound = spec.period_bound();
+    let mut start = 0;
+    let mut sum: u128 = 0;
+    for &(t, c) in admitted {
+        sum += c as u128;
+        while admitted[start].0 + period <= t {
+            sum -= admitted[start].1 as u128;
+            start += 1;
+        }
+        assert!(sum <= bound, "{sum} admitted within one period, bound {bound} ({spec:?})");
+    }
+}
