@@ -13,6 +13,18 @@ use crate::sliding_window::SlidingWindowCounter;
 use crate::token_bucket::TokenBucket;
 use core::fmt;
 
+/// Every state an algorithm stores fits in this many bits, as long as `now` stays below
+/// [`MAX_NOW`]; the keyed table uses the remaining top bit to mark a slot occupied.
+pub const STATE_BITS: u32 = 63;
+
+/// The latest clock reading the algorithms are specified for: 2^62 ns, about 146 years after
+/// the clock's epoch. Later readings are clamped by the keyed table.
+pub const MAX_NOW: u64 = 1 << 62;
+
+/// The largest burst duration (`burst * interval`) or bucket capacity accepted, so that states
+/// stay within [`STATE_BITS`].
+pub(crate) const MAX_SPAN: u64 = 1 << 62;
+
 /// The result of applying an algorithm to a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -127,7 +139,7 @@ impl fmt::Display for ConfigError {
                 "rate {limit} per {period_nanos} ns is faster than one per nanosecond"
             ),
             ConfigError::BurstOverflow => {
-                f.write_str("burst times the emission interval overflows u64 nanoseconds")
+                f.write_str("burst duration (burst x emission interval) or bucket capacity exceeds 2^62")
             }
             ConfigError::BurstNotSupported => f.write_str(
                 "window algorithms admit exactly the rate's limit per window; they take no burst",

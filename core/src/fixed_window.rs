@@ -10,13 +10,13 @@
 //! A key idle for an exact multiple of `2^index_bits` windows (at least `2^16`, and far more
 //! for ordinary limits) would see its old count again; that can only deny, never over-admit.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, STATE_BITS};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 use crate::window::{bits_for, Position, Windows};
 
 /// Largest limit a fixed window packs beside a window index of at least 16 bits.
-const MAX_LIMIT: u64 = (1 << 48) - 1;
+const MAX_LIMIT: u64 = (1 << 47) - 1;
 
 /// A counter per aligned window of one period.
 ///
@@ -47,7 +47,7 @@ impl FixedWindow {
         let count_bits = bits_for(limit);
         Ok(FixedWindow {
             limit,
-            windows: Windows::new(period, 64 - count_bits),
+            windows: Windows::new(period, STATE_BITS - count_bits),
             count_bits,
         })
     }

@@ -11,7 +11,7 @@
 //! Proof sketch: the TAT after the window's admissions is at least its start plus `S * T` and at
 //! most the last admission time plus `burst * T`, so `S * T < W + burst * T`.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 
@@ -54,6 +54,7 @@ impl Gcra {
         let interval = period.div_ceil(limit);
         let tolerance = burst
             .checked_mul(interval)
+            .filter(|t| *t <= MAX_SPAN)
             .ok_or(ConfigError::BurstOverflow)?;
         Ok(Gcra {
             interval,

@@ -44,19 +44,27 @@ pub mod clock;
 pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
+pub mod key;
 pub mod limiter;
 pub mod rate;
 pub mod sliding_window;
+#[cfg(feature = "alloc")]
+pub mod table;
 pub mod token_bucket;
 mod window;
 
-pub use algorithm::{Algorithm, AlgorithmKind, AnyAlgorithm, ConfigError, Transition, Unlimited};
+pub use algorithm::{
+    Algorithm, AlgorithmKind, AnyAlgorithm, ConfigError, Transition, Unlimited, MAX_NOW, STATE_BITS,
+};
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};
 pub use decision::{CheckError, Decision};
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
+pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use sliding_window::SlidingWindowCounter;
+#[cfg(feature = "alloc")]
+pub use table::{KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats};
 pub use token_bucket::TokenBucket;

@@ -120,11 +120,10 @@ impl Rate {
     /// * [`RateError::ZeroPeriod`] for a non-zero `limit` with a zero `period`;
     /// * [`RateError::ZeroLimit`] for a zero `limit` with a non-zero `period`.
     pub fn new(limit: u64, period: Duration) -> Result<Rate, RateError> {
-        let nanos = period.as_nanos();
-        if nanos > u64::MAX as u128 {
-            return Err(RateError::PeriodOverflow);
+        match u64::try_from(period.as_nanos()) {
+            Ok(nanos) => Rate::from_nanos(limit, nanos),
+            Err(_) => Err(RateError::PeriodOverflow),
         }
-        Rate::from_nanos(limit, nanos as u64)
     }
 
     /// `limit` per `period_nanos` nanoseconds, checked.
@@ -184,6 +183,7 @@ impl Rate {
     /// assert_eq!(rate.period_nanos(), 90_000_000_000);
     /// # Ok::<(), traffik_core::RateError>(())
     /// ```
+    #[must_use]
     pub const fn builder(limit: u64) -> RateBuilder {
         RateBuilder {
             limit,
@@ -234,36 +234,43 @@ impl RateBuilder {
     }
 
     /// Adds `n` nanoseconds to the period.
+    #[must_use]
     pub const fn nanos(self, n: u64) -> Self {
         self.add(n, 1)
     }
 
     /// Adds `n` microseconds to the period.
+    #[must_use]
     pub const fn micros(self, n: u64) -> Self {
         self.add(n, NANOS_PER_MICRO)
     }
 
     /// Adds `n` milliseconds to the period.
+    #[must_use]
     pub const fn millis(self, n: u64) -> Self {
         self.add(n, NANOS_PER_MILLI)
     }
 
     /// Adds `n` seconds to the period.
+    #[must_use]
     pub const fn seconds(self, n: u64) -> Self {
         self.add(n, NANOS_PER_SECOND)
     }
 
     /// Adds `n` minutes to the period.
+    #[must_use]
     pub const fn minutes(self, n: u64) -> Self {
         self.add(n, NANOS_PER_MINUTE)
     }
 
     /// Adds `n` hours to the period.
+    #[must_use]
     pub const fn hours(self, n: u64) -> Self {
         self.add(n, NANOS_PER_HOUR)
     }
 
     /// Adds `n` days (of 24 hours) to the period.
+    #[must_use]
     pub const fn days(self, n: u64) -> Self {
         self.add(n, NANOS_PER_DAY)
     }
@@ -356,7 +363,10 @@ impl fmt::Display for RateParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use RateParseErrorKind as K;
         let (what, hint) = match self.kind {
-            K::Empty => ("empty rate", " (expected LIMIT/PERIOD, such as 100/m or 2/5s)"),
+            K::Empty => (
+                "empty rate",
+                " (expected LIMIT/PERIOD, such as 100/m or 2/5s)",
+            ),
             K::InvalidNumber => ("invalid number", " (expected an unsigned decimal integer)"),
             K::Negative => ("negative number", " (expected an unsigned decimal integer)"),
             K::MissingLimit => ("missing limit", " (expected a number before / or per)"),
@@ -466,21 +476,17 @@ fn unit_nanos(word: &[u8]) -> Option<u64> {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let period = self.period_nanos;
-        let unit = UNITS
-            .iter()
-            .find(|&&(nanos, _, _)| period % nanos == 0)
-            .map(|&(nanos, suffix, _)| (nanos, suffix));
+        // The first (largest) unit that divides the period exactly; `ns` always does.
+        let unit = UNITS.iter().find_map(|&(nanos, suffix, _)| {
+            (period.checked_rem(nanos) == Some(0))
+                .then(|| period.checked_div(nanos).map(|count| (count, suffix)))
+                .flatten()
+        });
         match unit {
-            Some((nanos, suffix)) if period != 0 => {
-                let count = period / nanos;
-                if count == 1 {
-                    write!(f, "{}/{suffix}", self.limit)
-                } else {
-                    write!(f, "{}/{count}{suffix}", self.limit)
-                }
-            }
-            // A zero period: only unlimited can have one, but print the fields faithfully.
-            _ => write!(f, "{}/{}", self.limit, period),
+            Some((1, suffix)) => write!(f, "{}/{suffix}", self.limit),
+            Some((count, suffix)) if count != 0 => write!(f, "{}/{count}{suffix}", self.limit),
+            // A zero period: only unlimited has one, displayed as `0/0`.
+            _ => write!(f, "{}/{period}", self.limit),
         }
     }
 }

@@ -13,15 +13,15 @@
 //! `limit - A * (1 - overlap)`; together that is below `limit + A <= 2 * limit`.
 //!
 //! As for [`FixedWindow`](crate::FixedWindow), the window index is stored truncated (here to at
-//! least 16 bits); an exact alias after `2^bits` idle windows can only deny, never over-admit.
+//! least 17 bits); an exact alias after `2^bits` idle windows can only deny, never over-admit.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, STATE_BITS};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 use crate::window::{bits_for, Position, Windows};
 
 /// Largest limit that packs two counts beside a window index of at least 16 bits.
-const MAX_LIMIT: u64 = (1 << 24) - 1;
+const MAX_LIMIT: u64 = (1 << 23) - 1;
 
 /// The sliding window counter (Cloudflare-style weighted estimate), with exact integer maths.
 ///
@@ -64,7 +64,7 @@ impl SlidingWindowCounter {
         let count_bits = bits_for(limit);
         Ok(SlidingWindowCounter {
             limit,
-            windows: Windows::new(period, 64 - 2 * count_bits),
+            windows: Windows::new(period, STATE_BITS - 2 * count_bits),
             count_bits,
         })
     }
@@ -184,9 +184,8 @@ impl Algorithm for SlidingWindowCounter {
             let current = v.current + cost;
             let decision =
                 Decision::allow(self.limit, available - cost, self.until_fresh(&v, current));
-            let next = (v.index << (2 * self.count_bits))
-                | (v.previous << self.count_bits)
-                | current;
+            let next =
+                (v.index << (2 * self.count_bits)) | (v.previous << self.count_bits) | current;
             Ok(Transition::store(decision, next, cost))
         } else {
             let decision = Decision::deny(

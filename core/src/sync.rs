@@ -2,12 +2,65 @@
 //!
 //! Every atomic in the crate is imported from here, so that building with
 //! `RUSTFLAGS="--cfg loom"` swaps them all for loom's model-checked types in one move.
+//! Loom has no 128-bit atomic; under loom [`AtomicU128`] is a loom mutex around a `u128`, which
+//! the model checker explores like any other synchronisation (each operation is linearizable,
+//! as `cmpxchg16b` is).
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+#[allow(unused_imports)]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+#[allow(unused_imports)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(all(not(loom), feature = "alloc"))]
+pub(crate) use portable_atomic::AtomicU128;
+
+#[cfg(all(loom, feature = "alloc"))]
+pub(crate) use self::loom_u128::AtomicU128;
+
+#[cfg(all(loom, feature = "alloc"))]
+mod loom_u128 {
+    use super::Ordering;
+
+    /// A loom-modelled stand-in for `portable_atomic::AtomicU128` (the subset the table uses).
+    #[derive(Debug)]
+    pub(crate) struct AtomicU128(loom::sync::Mutex<u128>);
+
+    impl AtomicU128 {
+        pub(crate) fn new(v: u128) -> Self {
+            AtomicU128(loom::sync::Mutex::new(v))
+        }
+        fn lock(&self) -> loom::sync::MutexGuard<'_, u128> {
+            match self.0.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            }
+        }
+        pub(crate) fn load(&self, _: Ordering) -> u128 {
+            *self.lock()
+        }
+        pub(crate) fn store(&self, v: u128, _: Ordering) {
+            *self.lock() = v;
+        }
+        pub(crate) fn compare_exchange(
+            &self,
+            current: u128,
+            new: u128,
+            _: Ordering,
+            _: Ordering,
+        ) -> Result<u128, u128> {
+            let mut g = self.lock();
+            if *g == current {
+                *g = new;
+                Ok(current)
+            } else {
+                Err(*g)
+            }
+        }
+    }
+}
 
 /// Hint to the CPU that we are spinning; under loom, a yield so the model can make progress.
 #[inline]

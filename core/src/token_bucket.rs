@@ -9,7 +9,7 @@
 //! **Admission bound.** In any window `[t, t + W)` at most `capacity + P(t + W - 1) - P(t)`
 //! tokens are admitted; for `W = period` that is at most `capacity + limit`.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 
@@ -44,6 +44,9 @@ impl TokenBucket {
         let (limit, period) = finite_rate(rate)?;
         if capacity == 0 {
             return Err(ConfigError::ZeroBurst);
+        }
+        if capacity > MAX_SPAN {
+            return Err(ConfigError::BurstOverflow);
         }
         Ok(TokenBucket {
             capacity,

@@ -39,10 +39,7 @@ impl Windows {
     /// `(truncated index, offset into the window)` of `now`.
     #[inline]
     pub(crate) fn locate(&self, now: u64) -> (u64, u64) {
-        (
-            (now / self.period) & self.index_mask,
-            now % self.period,
-        )
+        ((now / self.period) & self.index_mask, now % self.period)
     }
 
     #[inline]

@@ -1,0 +1,200 @@
+//! One-line construction of limiters with real clocks, random seeds and sensible defaults.
+
+use crate::clock::QuantaClock;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use traffik_core::{
+    AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, OverflowPolicy,
+    Rate, RateParseError, TableConfig, TableError,
+};
+
+/// A keyed limiter with the default clock and a runtime-chosen algorithm.
+pub type RateLimiter<K> = KeyedLimiter<K, AnyAlgorithm, QuantaClock>;
+
+/// A single-key limiter with the default clock and a runtime-chosen algorithm.
+pub type DirectLimiter = Limiter<AnyAlgorithm, QuantaClock>;
+
+/// Default number of keys a keyed limiter holds.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Something that names a rate: a [`Rate`] or a rate string such as `"100/minute"`.
+pub trait IntoRate {
+    /// The rate, or why the string is not one.
+    fn into_rate(self) -> Result<Rate, RateParseError>;
+}
+
+impl IntoRate for Rate {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        Ok(self)
+    }
+}
+
+impl IntoRate for &str {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        self.parse()
+    }
+}
+
+impl IntoRate for String {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        self.parse()
+    }
+}
+
+/// Why a limiter could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No rate was given.
+    MissingRate,
+    /// The rate string did not parse.
+    Rate(RateParseError),
+    /// The algorithm rejected the rate or burst.
+    Config(ConfigError),
+    /// The table could not be sized.
+    Table(TableError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::MissingRate => f.write_str("no rate given: call .rate(\"100/minute\")"),
+            BuildError::Rate(e) => write!(f, "invalid rate: {e}"),
+            BuildError::Config(e) => write!(f, "invalid limiter configuration: {e}"),
+            BuildError::Table(e) => write!(f, "invalid table configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::MissingRate => None,
+            BuildError::Rate(e) => Some(e),
+            BuildError::Config(e) => Some(e),
+            BuildError::Table(e) => Some(e),
+        }
+    }
+}
+
+/// Builds [`RateLimiter`]s and [`DirectLimiter`]s.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use traffik::RateLimiter;
+///
+/// // 100 requests a minute per client address, GCRA, room for 100,000 clients.
+/// let limiter: RateLimiter<IpAddr> = traffik::builder().rate("100/minute").build()?;
+/// let ip: IpAddr = "203.0.113.9".parse()?;
+/// assert!(limiter.check(&ip, 1)?.is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    rate: Option<Result<Rate, RateParseError>>,
+    algorithm: AlgorithmKind,
+    burst: Option<u64>,
+    capacity: usize,
+    overflow: OverflowPolicy,
+    shards: Option<usize>,
+}
+
+/// A new [`Builder`] with the defaults: GCRA, burst equal to the limit, room for
+/// [`DEFAULT_CAPACITY`] keys, evict-stalest on overflow, shards from the core count.
+pub fn builder() -> Builder {
+    Builder {
+        rate: None,
+        algorithm: AlgorithmKind::default(),
+        burst: None,
+        capacity: DEFAULT_CAPACITY,
+        overflow: OverflowPolicy::default(),
+        shards: None,
+    }
+}
+
+impl Builder {
+    /// The rate: a [`Rate`] or a string such as `"100/minute"` or `"5 per 2 seconds"`.
+    pub fn rate(mut self, rate: impl IntoRate) -> Self {
+        self.rate = Some(rate.into_rate());
+        self
+    }
+
+    /// The algorithm (default [`AlgorithmKind::Gcra`]).
+    pub fn algorithm(mut self, kind: AlgorithmKind) -> Self {
+        self.algorithm = kind;
+        self
+    }
+
+    /// Burst (GCRA) or capacity (buckets); defaults to the rate's limit.
+    pub fn burst(mut self, burst: u64) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// Keys the keyed limiter holds (default [`DEFAULT_CAPACITY`]); memory is fixed at
+    /// 20 bytes per key of capacity.
+    pub fn capacity(mut self, keys: usize) -> Self {
+        self.capacity = keys;
+        self
+    }
+
+    /// What to do when a new key finds the table full.
+    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// Shard count (default: four per available core, rounded to a power of two).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
+        let rate = self
+            .rate
+            .ok_or(BuildError::MissingRate)?
+            .map_err(BuildError::Rate)?;
+        AnyAlgorithm::new(self.algorithm, rate, self.burst).map_err(BuildError::Config)
+    }
+
+    /// A keyed limiter on the default clock.
+    pub fn build<K: Key + ?Sized>(&self) -> Result<RateLimiter<K>, BuildError> {
+        self.build_with_clock(QuantaClock::new())
+    }
+
+    /// A keyed limiter on a clock of your choice (for example a `ManualClock` in tests).
+    pub fn build_with_clock<K: Key + ?Sized, C: Clock>(
+        &self,
+        clock: C,
+    ) -> Result<KeyedLimiter<K, AnyAlgorithm, C>, BuildError> {
+        let algorithm = self.algorithm_for()?;
+        let shards = self.shards.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores * 4).next_power_of_two()
+        });
+        let config = TableConfig {
+            capacity: self.capacity,
+            shards,
+            overflow: self.overflow,
+            seeds: random_seeds(),
+        };
+        KeyedLimiter::new(algorithm, clock, config).map_err(BuildError::Table)
+    }
+
+    /// A single-key limiter on the default clock.
+    pub fn build_direct(&self) -> Result<DirectLimiter, BuildError> {
+        Ok(Limiter::new(self.algorithm_for()?, QuantaClock::new()))
+    }
+}
+
+/// Four secret seeds from the OS-seeded keys of std's `RandomState`.
+fn random_seeds() -> [u64; 4] {
+    let state = RandomState::new();
+    std::array::from_fn(|i| {
+        let mut h = state.build_hasher();
+        h.write_usize(i);
+        h.finish()
+    })
+}

@@ -1,0 +1,287 @@
+//! The keyed limiter: agreement with a HashMap of reference models, overflow policies, lazy
+//! reclaim, a flood of distinct keys, and real-thread stress.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../fuzz/harness/reference.rs"]
+mod reference;
+
+use proptest::prelude::*;
+use reference::{Model, Spec};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use traffik::{
+    AlgorithmKind, AnyAlgorithm, CheckError, Gcra, KeyedLimiter, Limiter, ManualClock,
+    OverflowPolicy, Rate, TableConfig,
+};
+
+const MS: u64 = 1_000_000;
+
+fn spec_kind(spec: &Spec) -> AlgorithmKind {
+    match spec {
+        Spec::Gcra { .. } => AlgorithmKind::Gcra,
+        Spec::LeakyBucket { .. } => AlgorithmKind::LeakyBucket,
+        Spec::TokenBucket { .. } => AlgorithmKind::TokenBucket,
+        Spec::FixedWindow { .. } => AlgorithmKind::FixedWindow,
+        Spec::SlidingWindow { .. } => AlgorithmKind::SlidingWindowCounter,
+    }
+}
+
+#[derive(Clone, Debug)]
+enum KeyOp {
+    Check(u8, u64),
+    Peek(u8),
+    Reset(u8),
+    Advance(u64),
+}
+
+fn spec_strategy() -> impl Strategy<Value = Spec> {
+    (
+        1u64..=20,
+        prop_oneof![Just(1_000u64), Just(999_983), Just(1_000_000_000)],
+        0u8..5,
+        1u64..40,
+    )
+        .prop_map(|(limit, period, kind, b)| {
+            let rate = Rate::from_nanos(limit, period).unwrap();
+            let burst = 1 + b % (2 * limit);
+            match kind {
+                0 => Spec::Gcra { rate, burst },
+                1 => Spec::LeakyBucket {
+                    rate,
+                    capacity: burst,
+                },
+                2 => Spec::TokenBucket {
+                    rate,
+                    capacity: burst,
+                },
+                3 => Spec::FixedWindow { rate },
+                _ => Spec::SlidingWindow { rate },
+            }
+        })
+}
+
+fn key_ops(period: u64) -> impl Strategy<Value = Vec<KeyOp>> {
+    let op = prop_oneof![
+        6 => (0u8..24, 0u64..25).prop_map(|(k, c)| KeyOp::Check(k, c)),
+        1 => (0u8..24).prop_map(KeyOp::Peek),
+        1 => (0u8..24).prop_map(KeyOp::Reset),
+        2 => (0..=period * 2).prop_map(KeyOp::Advance),
+    ];
+    proptest::collection::vec(op, 1..300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// With room for every key, the table decides exactly as one reference model per key.
+    #[test]
+    fn table_matches_hashmap_of_models(
+        (spec, ops) in spec_strategy().prop_flat_map(|s| (Just(s), key_ops(s.period()))),
+        shards in 1usize..9,
+    ) {
+        let clock = ManualClock::new();
+        let burst = match spec {
+            Spec::Gcra { burst, .. } => Some(burst),
+            Spec::LeakyBucket { capacity, .. } | Spec::TokenBucket { capacity, .. } => Some(capacity),
+            _ => None,
+        };
+        let rate = match spec {
+            Spec::Gcra { rate, .. } | Spec::LeakyBucket { rate, .. } | Spec::TokenBucket { rate, .. }
+            | Spec::FixedWindow { rate } | Spec::SlidingWindow { rate } => rate,
+        };
+        let builder = traffik::builder()
+            .rate(rate)
+            .algorithm(spec_kind(&spec))
+            .shards(shards)
+            .capacity(64);
+        let limiter: KeyedLimiter<u64, _, _> = match burst { Some(b) => builder.burst(b), None => builder }
+            .build_with_clock(&clock)
+            .unwrap();
+        let mut models: HashMap<u64, Model> = HashMap::new();
+        let mut now = 0u64;
+        for op in ops {
+            match op {
+                KeyOp::Advance(dt) => { now += dt; clock.set(now); }
+                KeyOp::Check(k, cost) => {
+                    let key = u64::from(k) * 0x9E37_79B9; // spread, still exact
+                    let model = models.entry(key).or_insert_with(|| spec.reference());
+                    prop_assert_eq!(limiter.check(&key, cost), model.decide(now, cost));
+                }
+                KeyOp::Peek(k) => {
+                    let key = u64::from(k) * 0x9E37_79B9;
+                    let mut copy = models.get(&key).cloned().unwrap_or_else(|| spec.reference());
+                    prop_assert_eq!(limiter.peek(&key), copy.decide(now, 0).unwrap());
+                }
+                KeyOp::Reset(k) => {
+                    let key = u64::from(k) * 0x9E37_79B9;
+                    limiter.reset(&key);
+                    if let Some(m) = models.get_mut(&key) { m.reset(); }
+                }
+            }
+        }
+        prop_assert!(limiter.len() <= 24);
+    }
+}
+
+fn small_table(
+    policy: OverflowPolicy,
+    clock: &ManualClock,
+) -> KeyedLimiter<u64, Gcra, &ManualClock> {
+    let mut config = TableConfig::new(1, [9, 8, 7, 6]);
+    config.shards = 1;
+    config.overflow = policy;
+    KeyedLimiter::new(Gcra::new(Rate::per_second(1)).unwrap(), clock, config).unwrap()
+}
+
+#[test]
+fn overflow_policies() {
+    let clock = ManualClock::new();
+    for policy in [
+        OverflowPolicy::Deny,
+        OverflowPolicy::Allow,
+        OverflowPolicy::EvictStalest,
+    ] {
+        let t = small_table(policy, &clock);
+        let slots = t.stats().slots;
+        assert_eq!(slots, 16, "a one-shard table has one probe window of slots");
+        // Fill every slot with a non-fresh key, 1 ms apart: key 0 is then the closest to fresh.
+        for k in 0..slots as u64 {
+            assert!(t.check(&k, 1).unwrap().is_allowed());
+            clock.advance_nanos(MS);
+        }
+        assert_eq!(t.len(), 16);
+        let newcomer = 1_000u64;
+        match policy {
+            OverflowPolicy::Deny => {
+                assert_eq!(t.check(&newcomer, 1), Err(CheckError::TableFull));
+                assert_eq!(t.len(), 16);
+            }
+            OverflowPolicy::Allow => {
+                let d = t.check(&newcomer, 1).unwrap();
+                assert!(d.is_allowed());
+                // Untracked: the newcomer is admitted again at once.
+                assert!(t.check(&newcomer, 1).unwrap().is_allowed());
+                assert_eq!(t.len(), 16);
+            }
+            _ => {
+                assert!(t.check(&newcomer, 1).unwrap().is_allowed());
+                assert!(t.check(&newcomer, 1).unwrap().is_denied(), "tracked now");
+                assert_eq!(t.stats().evictions, 1);
+                // The stalest was key 0 (charged first): it is gone and starts fresh.
+                assert!(t.check(&0, 1).unwrap().is_allowed());
+            }
+        }
+        assert!(t.stats().overflows >= 1);
+        clock.set(0);
+    }
+}
+
+#[test]
+fn fresh_slots_are_reclaimed_lazily() {
+    let clock = ManualClock::new();
+    let t = small_table(OverflowPolicy::Deny, &clock);
+    for k in 0..16u64 {
+        assert!(t.check(&k, 1).unwrap().is_allowed());
+    }
+    assert_eq!(t.check(&99, 1), Err(CheckError::TableFull));
+    // One second later every key is fresh again: new keys take their slots.
+    clock.advance_nanos(1_000 * MS);
+    for k in 100..116u64 {
+        assert!(t.check(&k, 1).unwrap().is_allowed());
+    }
+    let stats = t.stats();
+    assert_eq!(
+        (stats.occupied, stats.reclaims, stats.overflows),
+        (16, 16, 1)
+    );
+    // The new keys are charged; the old keys left nothing behind and are not tracked.
+    clock.advance_nanos(1);
+    assert!(t.check(&100, 1).unwrap().is_denied());
+    assert_eq!(t.check(&0, 1), Err(CheckError::TableFull));
+    // Once the new keys are fresh too, an old key comes back with a full budget.
+    clock.advance_nanos(1_000 * MS);
+    assert!(t.check(&0, 1).unwrap().is_allowed());
+    assert!(t.check(&0, 1).unwrap().is_denied());
+}
+
+#[test]
+fn a_flood_of_distinct_keys_does_not_grow_memory_or_disturb_a_steady_key() {
+    let clock = ManualClock::new();
+    let limiter: KeyedLimiter<IpAddr, AnyAlgorithm, _> = traffik::builder()
+        .rate("1000/s")
+        .burst(10)
+        .capacity(65_536)
+        .build_with_clock(&clock)
+        .unwrap();
+    let reference = Limiter::new(
+        AnyAlgorithm::new(AlgorithmKind::Gcra, "1000/s".parse().unwrap(), Some(10)).unwrap(),
+        &clock,
+    );
+    let memory = limiter.memory_bytes();
+    let steady: IpAddr = "192.0.2.1".parse().unwrap();
+    let mut x: u128 = 0x2001_0db8_0000_0000_0000_0000_0000_0001;
+    let mut steady_admitted = 0;
+    for i in 0..1_000_000u32 {
+        x = x
+            .wrapping_mul(0x2360_ED05_1FC6_5DA4_4385_DF64_9FCC_F645)
+            .wrapping_add(1);
+        let flood = IpAddr::V6(Ipv6Addr::from(x));
+        let d = limiter.check(&flood, 1).unwrap();
+        assert!(d.is_allowed());
+        if i % 10 == 0 {
+            let got = limiter.check(&steady, 1).unwrap();
+            assert_eq!(
+                got,
+                reference.check(1).unwrap(),
+                "steady key at flood key {i}"
+            );
+            steady_admitted += u32::from(got.is_allowed());
+        }
+        clock.advance_nanos(100);
+    }
+    assert_eq!(limiter.memory_bytes(), memory);
+    assert!(limiter.len() <= limiter.stats().slots);
+    // Checks every 1 us from 0 to 99.999 ms at 1000/s: the burst of 10, then one per 1 ms.
+    assert_eq!(steady_admitted, 10 + 99);
+}
+
+#[test]
+fn threads_on_one_key_and_many_keys_admit_exactly() {
+    let clock = Arc::new(ManualClock::new());
+    let limiter: Arc<KeyedLimiter<u64, AnyAlgorithm, _>> = Arc::new(
+        traffik::builder()
+            .rate("50/s")
+            .capacity(10_000)
+            .build_with_clock(Arc::clone(&clock))
+            .unwrap(),
+    );
+    let admitted = Arc::new(AtomicU64::new(0));
+    let per_key: Arc<Vec<AtomicU64>> = Arc::new((0..200).map(|_| AtomicU64::new(0)).collect());
+    for round in 0..3 {
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (limiter, admitted, per_key) = (&limiter, &admitted, &per_key);
+                s.spawn(move || {
+                    for i in 0..4_000u64 {
+                        if limiter.check(&u64::MAX, 1).unwrap().is_allowed() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let k = (i * 7 + t) % 200;
+                        if limiter.check(&k, 1).unwrap().is_allowed() {
+                            per_key[k as usize].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        // Time is frozen within a round: exactly the burst, then exactly one refill of 25.
+        let expect = 50 + 25 * round;
+        assert_eq!(admitted.load(Ordering::Relaxed), expect);
+        for (k, c) in per_key.iter().enumerate() {
+            assert_eq!(c.load(Ordering::Relaxed), expect, "key {k}");
+        }
+        clock.advance_nanos(500 * MS);
+    }
+}
