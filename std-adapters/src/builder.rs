@@ -133,7 +133,7 @@ impl Builder {
     }
 
     /// Keys the keyed limiter holds (default [`DEFAULT_CAPACITY`]); memory is fixed at
-    /// 20 bytes per key of capacity.
+    /// 24 bytes per key of capacity.
     pub fn capacity(mut self, keys: usize) -> Self {
         self.capacity = keys;
         self

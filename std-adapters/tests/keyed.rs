@@ -145,25 +145,29 @@ fn overflow_policies() {
     ] {
         let t = small_table(policy, &clock);
         let slots = t.stats().slots;
-        assert_eq!(slots, 16, "a one-shard table has one probe window of slots");
+        assert_eq!(
+            slots,
+            traffik::table::WINDOW,
+            "a one-shard table has one probe window of slots"
+        );
         // Fill every slot with a non-fresh key, 1 ms apart: key 0 is then the closest to fresh.
         for k in 0..slots as u64 {
             assert!(t.check(&k, 1).unwrap().is_allowed());
             clock.advance_nanos(MS);
         }
-        assert_eq!(t.len(), 16);
+        assert_eq!(t.len(), slots);
         let newcomer = 1_000u64;
         match policy {
             OverflowPolicy::Deny => {
                 assert_eq!(t.check(&newcomer, 1), Err(CheckError::TableFull));
-                assert_eq!(t.len(), 16);
+                assert_eq!(t.len(), slots);
             }
             OverflowPolicy::Allow => {
                 let d = t.check(&newcomer, 1).unwrap();
                 assert!(d.is_allowed());
                 // Untracked: the newcomer is admitted again at once.
                 assert!(t.check(&newcomer, 1).unwrap().is_allowed());
-                assert_eq!(t.len(), 16);
+                assert_eq!(t.len(), slots);
             }
             _ => {
                 assert!(t.check(&newcomer, 1).unwrap().is_allowed());
@@ -182,19 +186,20 @@ fn overflow_policies() {
 fn fresh_slots_are_reclaimed_lazily() {
     let clock = ManualClock::new();
     let t = small_table(OverflowPolicy::Deny, &clock);
-    for k in 0..16u64 {
+    let slots = traffik::table::WINDOW as u64;
+    for k in 0..slots {
         assert!(t.check(&k, 1).unwrap().is_allowed());
     }
     assert_eq!(t.check(&99, 1), Err(CheckError::TableFull));
     // One second later every key is fresh again: new keys take their slots.
     clock.advance_nanos(1_000 * MS);
-    for k in 100..116u64 {
+    for k in 100..100 + slots {
         assert!(t.check(&k, 1).unwrap().is_allowed());
     }
     let stats = t.stats();
     assert_eq!(
-        (stats.occupied, stats.reclaims, stats.overflows),
-        (16, 16, 1)
+        (stats.occupied as u64, stats.reclaims, stats.overflows),
+        (slots, slots, 1)
     );
     // The new keys are charged; the old keys left nothing behind and are not tracked.
     clock.advance_nanos(1);

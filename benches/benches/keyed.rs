@@ -1,0 +1,212 @@
+//! Keyed `check` beside governor's keyed limiter on its default DashMap store, same run.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use governor::clock::FakeRelativeClock;
+use governor::{Quota, RateLimiter};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+use traffik::{KeyedLimiter, ManualClock, Rate};
+
+const KEYS: u64 = 10_000;
+
+fn ip(i: u64) -> IpAddr {
+    if i % 2 == 0 {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
+    }
+}
+
+fn existing_keys(c: &mut Criterion) {
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000).unwrap());
+    let rate = Rate::per_second(1_000_000);
+
+    // u64 keys, manual clocks stepping 1 us per check: all admitted.
+    let gclock = FakeRelativeClock::default();
+    let gov = RateLimiter::dashmap_with_clock(quota, gclock.clone());
+    let clock = ManualClock::new();
+    let ours: KeyedLimiter<u64, _, _> = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build_with_clock(&clock)
+        .unwrap();
+    for k in 0..KEYS {
+        gov.check_key(&k).unwrap();
+        ours.check(&k, 1).unwrap();
+    }
+    let mut g = c.benchmark_group("keyed/u64-manual");
+    let mut k = 0u64;
+    g.bench_function("governor", |b| {
+        b.iter(|| {
+            gclock.advance(Duration::from_micros(1));
+            k = (k + 7919) % KEYS;
+            black_box(gov.check_key(&k).is_ok());
+        })
+    });
+    g.bench_function("traffik", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            black_box(ours.check(&k, 1).unwrap());
+        })
+    });
+    g.finish();
+
+    // Real clocks on both sides.
+    let gov = RateLimiter::dashmap(quota);
+    let ours: traffik::RateLimiter<u64> = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build()
+        .unwrap();
+    for k in 0..KEYS {
+        gov.check_key(&k).unwrap();
+        ours.check(&k, 1).unwrap();
+    }
+    let mut g = c.benchmark_group("keyed/u64-real");
+    g.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            black_box(gov.check_key(&k).is_ok());
+        })
+    });
+    g.bench_function("traffik", |b| {
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            black_box(ours.check(&k, 1).unwrap());
+        })
+    });
+    g.finish();
+
+    // IpAddr keys (half v4, half v6), real clocks.
+    let ips: Vec<IpAddr> = (0..KEYS).map(ip).collect();
+    let gov = RateLimiter::dashmap(quota);
+    let ours: traffik::RateLimiter<IpAddr> = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build()
+        .unwrap();
+    for a in &ips {
+        gov.check_key(a).unwrap();
+        ours.check(a, 1).unwrap();
+    }
+    let mut g = c.benchmark_group("keyed/ipaddr-real");
+    let mut i = 0usize;
+    g.bench_function("governor", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ips.len();
+            black_box(gov.check_key(&ips[i]).is_ok());
+        })
+    });
+    g.bench_function("traffik", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ips.len();
+            black_box(ours.check(&ips[i], 1).unwrap());
+        })
+    });
+    g.finish();
+
+    // Mostly denied: 1 per hour, every key already spent.
+    let slow = Quota::per_hour(NonZeroU32::new(1).unwrap());
+    let gov = RateLimiter::dashmap(slow);
+    let ours: traffik::RateLimiter<u64> = traffik::builder()
+        .rate("1/h")
+        .capacity(KEYS as usize)
+        .build()
+        .unwrap();
+    for k in 0..KEYS {
+        let _ = gov.check_key(&k);
+        ours.check(&k, 1).unwrap();
+    }
+    let mut g = c.benchmark_group("keyed/u64-mostly-deny");
+    g.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            black_box(gov.check_key(&k).is_ok());
+        })
+    });
+    g.bench_function("traffik", |b| {
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            black_box(ours.check(&k, 1).unwrap());
+        })
+    });
+    g.finish();
+}
+
+/// Total wall time for `threads` threads each doing `iters` checks, through `f(thread, i)`.
+fn threaded(threads: u64, iters: u64, f: &(impl Fn(u64, u64) + Sync)) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in 0..iters {
+                    f(t, i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn threads(c: &mut Criterion) {
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap());
+    let gov = RateLimiter::dashmap(quota);
+    let ours: traffik::RateLimiter<u64> = traffik::builder()
+        .rate(Rate::per_second(1_000_000_000))
+        .capacity(KEYS as usize)
+        .build()
+        .unwrap();
+    for k in 0..KEYS {
+        gov.check_key(&k).unwrap();
+        ours.check(&k, 1).unwrap();
+    }
+    // Each thread works its own half of the key space ("distinct"), or all on key 0 ("shared").
+    // Reported time is per check per thread, so equal times mean perfect scaling.
+    let mut g = c.benchmark_group("keyed/threads");
+    for n in [1u64, 2] {
+        g.bench_function(BenchmarkId::new("traffik-distinct", n), |b| {
+            b.iter_custom(|iters| {
+                threaded(n, iters, &|t, i| {
+                    let k = (i * 7919 % (KEYS / 2)) * 2 + t;
+                    black_box(ours.check(&k, 1).unwrap());
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("governor-distinct", n), |b| {
+            b.iter_custom(|iters| {
+                threaded(n, iters, &|t, i| {
+                    let k = (i * 7919 % (KEYS / 2)) * 2 + t;
+                    black_box(gov.check_key(&k).is_ok());
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("traffik-shared", n), |b| {
+            b.iter_custom(|iters| {
+                threaded(n, iters, &|_, _| {
+                    black_box(ours.check(&0, 1).unwrap());
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("governor-shared", n), |b| {
+            b.iter_custom(|iters| {
+                threaded(n, iters, &|_, _| {
+                    black_box(gov.check_key(&0).is_ok());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = existing_keys, threads
+}
+criterion_main!(benches);

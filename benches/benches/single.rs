@@ -1,0 +1,73 @@
+//! Single-key `check`: every traffik algorithm beside governor's direct limiter, same run.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use governor::clock::FakeRelativeClock;
+use governor::{Quota, RateLimiter};
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::Duration;
+use traffik::{
+    Algorithm, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock, Rate,
+    SlidingWindowCounter, TokenBucket,
+};
+
+/// A million per second, the clock stepping 1 us per check: every check is admitted.
+const PER_SECOND: u32 = 1_000_000;
+
+fn manual<A: Algorithm>(c: &mut Criterion, name: &str, alg: A) {
+    let clock = ManualClock::new();
+    let limiter = Limiter::new(alg, &clock);
+    c.bench_function(&format!("single/manual/traffik-{name}"), |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            black_box(limiter.check(black_box(1)).unwrap());
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let rate = Rate::per_second(u64::from(PER_SECOND));
+    // governor first, so the table reads incumbent then contenders.
+    let clock = FakeRelativeClock::default();
+    let quota = Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap());
+    let gov = RateLimiter::direct_with_clock(quota, clock.clone());
+    c.bench_function("single/manual/governor", |b| {
+        b.iter(|| {
+            clock.advance(Duration::from_micros(1));
+            black_box(gov.check().is_ok());
+        })
+    });
+    manual(c, "gcra", Gcra::new(rate).unwrap());
+    manual(c, "token-bucket", TokenBucket::new(rate).unwrap());
+    manual(c, "leaky-bucket", LeakyBucket::new(rate).unwrap());
+    manual(c, "fixed-window", FixedWindow::new(rate).unwrap());
+    manual(
+        c,
+        "sliding-window",
+        SlidingWindowCounter::new(rate).unwrap(),
+    );
+
+    // Real clocks: quanta on both sides.
+    let gov = RateLimiter::direct(quota);
+    c.bench_function("single/real/governor", |b| {
+        b.iter(|| black_box(gov.check().is_ok()))
+    });
+    let limiter = Limiter::new(Gcra::new(rate).unwrap(), QuantaClock::new());
+    c.bench_function("single/real/traffik-gcra", |b| {
+        b.iter(|| black_box(limiter.check(1).unwrap()))
+    });
+    let limiter = Limiter::new(TokenBucket::new(rate).unwrap(), QuantaClock::new());
+    c.bench_function("single/real/traffik-token-bucket", |b| {
+        b.iter(|| black_box(limiter.check(1).unwrap()))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
