@@ -102,10 +102,7 @@ fn new_and_from_nanos() {
     let too_long = Duration::from_nanos(u64::MAX) + Duration::from_nanos(1);
     assert_eq!(Rate::new(1, too_long), Err(RateError::PeriodOverflow));
     assert_eq!(Rate::new(0, too_long), Err(RateError::PeriodOverflow));
-    assert_eq!(
-        Rate::new(1, Duration::MAX),
-        Err(RateError::PeriodOverflow)
-    );
+    assert_eq!(Rate::new(1, Duration::MAX), Err(RateError::PeriodOverflow));
 }
 
 #[test]
@@ -148,8 +145,14 @@ fn builder_sums_parts() {
 #[test]
 fn builder_errors() {
     assert_eq!(Rate::builder(5).build(), Err(RateError::ZeroPeriod));
-    assert_eq!(Rate::builder(5).seconds(0).build(), Err(RateError::ZeroPeriod));
-    assert_eq!(Rate::builder(0).seconds(1).build(), Err(RateError::ZeroLimit));
+    assert_eq!(
+        Rate::builder(5).seconds(0).build(),
+        Err(RateError::ZeroPeriod)
+    );
+    assert_eq!(
+        Rate::builder(0).seconds(1).build(),
+        Err(RateError::ZeroLimit)
+    );
     // Overflow in a single part's multiplication ...
     assert_eq!(
         Rate::builder(1).days(300_000).build(),
@@ -157,11 +160,7 @@ fn builder_errors() {
     );
     // ... and in the sum, even when later parts are zero.
     assert_eq!(
-        Rate::builder(1)
-            .nanos(u64::MAX)
-            .nanos(1)
-            .nanos(0)
-            .build(),
+        Rate::builder(1).nanos(u64::MAX).nanos(1).nanos(0).build(),
         Err(RateError::PeriodOverflow)
     );
     assert_eq!(
@@ -169,7 +168,10 @@ fn builder_errors() {
         Err(RateError::PeriodOverflow)
     );
     assert_eq!(
-        Rate::builder(1).nanos(u64::MAX).build().map(|r| r.period_nanos()),
+        Rate::builder(1)
+            .nanos(u64::MAX)
+            .build()
+            .map(|r| r.period_nanos()),
         Ok(u64::MAX)
     );
 }
@@ -346,7 +348,17 @@ fn parse_error_display_says_what_and_where() {
     );
     // Every kind mentions the byte offset.
     for input in [
-        "", "abc/s", "-5/s", "/s", "5s", "5/", "5/10", "5/week", "5/10/s", "5/0s", "0/s",
+        "",
+        "abc/s",
+        "-5/s",
+        "/s",
+        "5s",
+        "5/",
+        "5/10",
+        "5/week",
+        "5/10/s",
+        "5/0s",
+        "0/s",
         "1/300000d",
     ] {
         let err = parse_err(input);
@@ -391,7 +403,10 @@ fn display() {
         (finite(1, US), "1/us"),
         (finite(1, 7), "1/7ns"),
         (finite(1, NS), "1/ns"),
-        (finite(u64::MAX, u64::MAX), "18446744073709551615/18446744073709551615ns"),
+        (
+            finite(u64::MAX, u64::MAX),
+            "18446744073709551615/18446744073709551615ns",
+        ),
         (Rate::unlimited(), "0/0"),
         // Only reachable through the const constructors; does not parse back.
         (Rate::per_second(0), "0/s"),
