@@ -13,6 +13,7 @@
 
 use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};
+use crate::divisor::Divisor;
 use crate::rate::Rate;
 
 /// The generic cell rate algorithm: exact, smooth, one timestamp of state.
@@ -34,6 +35,8 @@ use crate::rate::Rate;
 pub struct Gcra {
     /// Emission interval `T`, nanoseconds per unit of cost.
     interval: u64,
+    /// `T` again, for division without a hardware divide.
+    per_unit: Divisor,
     /// `burst * T`: how far ahead of now the TAT may run.
     tolerance: u64,
     burst: u64,
@@ -58,6 +61,7 @@ impl Gcra {
             .ok_or(ConfigError::BurstOverflow)?;
         Ok(Gcra {
             interval,
+            per_unit: Divisor::new(interval),
             tolerance,
             burst,
         })
@@ -92,11 +96,11 @@ impl Algorithm for Gcra {
         let new_tat = base.saturating_add(cost * self.interval);
         let horizon = now.saturating_add(self.tolerance);
         if new_tat <= horizon {
-            let remaining = (horizon - new_tat) / self.interval;
+            let remaining = self.per_unit.div(horizon - new_tat);
             let decision = Decision::allow(self.burst, remaining, new_tat - now);
             Ok(Transition::store(decision, new_tat, cost))
         } else {
-            let remaining = horizon.saturating_sub(base) / self.interval;
+            let remaining = self.per_unit.div(horizon.saturating_sub(base));
             let decision = Decision::deny(self.burst, remaining, new_tat - horizon, base - now);
             Ok(Transition::keep(decision))
         }

@@ -51,6 +51,7 @@ pub mod sliding_window;
 #[cfg(feature = "alloc")]
 pub mod table;
 pub mod token_bucket;
+mod divisor;
 mod window;
 
 pub use algorithm::{

@@ -123,7 +123,7 @@ impl SlidingWindowCounter {
         let period = self.windows.period;
         let overlap = period - offset;
         match previous.checked_mul(overlap) {
-            Some(x) => x.div_ceil(period),
+            Some(x) => self.windows.div_ceil(x),
             None => (previous as u128 * overlap as u128).div_ceil(period as u128) as u64,
         }
     }

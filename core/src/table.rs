@@ -6,11 +6,13 @@
 //! on the hot path: a state update is a CAS that also re-asserts the key, so it can never land
 //! on a slot that was meanwhile handed to another key.
 //!
-//! * **Existing key** (the hot path): hash, probe at most [`WINDOW`] slots, CAS the state.
-//!   No lock of any kind.
+//! * **Existing key** (the hot path): hash, probe the key's window of at most [`WINDOW`] slots
+//!   (and a second window only if the first is full), CAS the state. No lock of any kind.
 //! * **New key**: under the shard's insert lock (a spin lock held for one short scan and one
-//!   CAS), take the first empty slot in the probe window, or an earlier one whose state is
-//!   already equivalent to fresh (reclaiming it lazily: no background thread). Serialising
+//!   CAS), take the first empty slot in the probe window or, when the window has none, a slot
+//!   whose state is already equivalent to fresh (reclaiming it lazily: no background thread).
+//!   A key whose first window is full spills to a second, independently hashed window in the
+//!   same shard, so overflow needs both to be full. Serialising
 //!   inserts per shard is what stops two threads from placing the same new key in two slots;
 //!   checks of existing keys never touch the lock.
 //! * **No usable slot**: the [`OverflowPolicy`] decides.
@@ -69,14 +71,28 @@ pub struct TableConfig {
 }
 
 impl TableConfig {
-    /// `capacity` keys, 16 shards, the default overflow policy, and the given seeds.
+    /// `capacity` keys, [`default_shards`](Self::default_shards) for up to 16 cores, the
+    /// default overflow policy, and the given seeds.
     pub fn new(capacity: usize, seeds: [u64; 4]) -> Self {
         TableConfig {
             capacity,
-            shards: 16,
+            shards: Self::default_shards(capacity, 16),
             overflow: OverflowPolicy::default(),
             seeds,
         }
+    }
+}
+
+impl TableConfig {
+    /// Four shards per core, but no shard smaller than 4,096 slots (about 2,700 keys): small
+    /// shards make probe clusters, and so overflow, likelier.
+    pub fn default_shards(capacity: usize, cores: usize) -> usize {
+        let by_size = (capacity.saturating_mul(3) / 2 / 4096).max(1);
+        cores
+            .saturating_mul(4)
+            .min(by_size)
+            .clamp(1, 1 << 16)
+            .next_power_of_two()
     }
 }
 
@@ -246,6 +262,34 @@ impl<K: ?Sized, A: fmt::Debug, C> fmt::Debug for KeyedLimiter<K, A, C> {
     }
 }
 
+/// The two probe windows of a key, as start slots within its shard.
+#[derive(Clone, Copy)]
+struct Windows {
+    first: usize,
+    second: usize,
+}
+
+/// Where one window scan ended.
+enum Scan {
+    Hit(usize, u128),
+    Empty,
+    Full,
+}
+
+/// Where an insert survey of one window ended.
+enum Survey {
+    Present,
+    Empty(usize, u128),
+    Full,
+}
+
+/// Reuse candidates seen while surveying full windows.
+#[derive(Default)]
+struct Pick {
+    reclaimable: Option<(usize, u128)>,
+    stalest: Option<(usize, u128, u64)>,
+}
+
 /// Where a lookup ended.
 enum Found {
     /// The key's slot and its value when read.
@@ -304,8 +348,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     pub fn peek(&self, key: &K) -> Decision {
         let now = self.now();
         let code = key.encode(&self.hasher);
-        let (shard, start) = self.locate(code);
-        let state = match self.find(shard, start, code) {
+        let (shard, windows) = self.locate(code);
+        let state = match self.find(shard, windows, code) {
             Found::Hit(_, slot) => state_of(slot),
             Found::Miss => 0,
         };
@@ -318,8 +362,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// Forgets what `key` has been charged. The key keeps its slot (now reclaimable).
     pub fn reset(&self, key: &K) {
         let code = key.encode(&self.hasher);
-        let (shard, start) = self.locate(code);
-        while let Found::Hit(i, slot) = self.find(shard, start, code) {
+        let (shard, windows) = self.locate(code);
+        while let Found::Hit(i, slot) = self.find(shard, windows, code) {
             // Relaxed: the slot word is self-contained; the CAS re-asserts the key.
             if shard.slots[i]
                 .compare_exchange(slot, pack(code, 0), Ordering::Relaxed, Ordering::Relaxed)
@@ -399,23 +443,28 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     #[inline]
-    fn locate(&self, code: u64) -> (&Shard, usize) {
+    fn locate(&self, code: u64) -> (&Shard, Windows) {
         let h = mix(code ^ self.seed);
-        // Top bits pick the shard; the rest, scaled (Lemire's multiply-shift), the start slot.
+        // Top bits pick the shard; the rest, scaled (Lemire's multiply-shift), the first window's
+        // start. An odd multiple of the hash places the second window independently.
         let shard = if self.shard_shift == 64 {
             0
         } else {
             (h >> self.shard_shift) as usize
         };
+        let n = self.slots_per_shard as u128;
         let rest = h << (64 - self.shard_shift);
-        let start = ((u128::from(rest) * self.slots_per_shard as u128) >> 64) as usize;
-        (&self.shards[shard], start)
+        let other = h.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        let windows = Windows {
+            first: ((u128::from(rest) * n) >> 64) as usize,
+            second: ((u128::from(other) * n) >> 64) as usize,
+        };
+        (&self.shards[shard], windows)
     }
 
-    /// Looks for `code` in its probe window. Keys are never moved and slots never emptied
-    /// (except by `clear`), so a key always sits before the first empty slot of its window.
+    /// Scans one probe window for `code`.
     #[inline]
-    fn find(&self, shard: &Shard, start: usize, code: u64) -> Found {
+    fn scan(&self, shard: &Shard, start: usize, code: u64) -> Scan {
         let n = self.slots_per_shard;
         let mut i = start;
         for _ in 0..WINDOW {
@@ -423,24 +472,40 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             // insert path, which looks again.
             let slot = shard.slots[i].load(Ordering::Relaxed);
             if !occupied(slot) {
-                return Found::Miss;
+                return Scan::Empty;
             }
             if key_of(slot) == code {
-                return Found::Hit(i, slot);
+                return Scan::Hit(i, slot);
             }
             i += 1;
             if i == n {
                 i = 0;
             }
         }
-        Found::Miss
+        Scan::Full
+    }
+
+    /// Looks for `code`. Keys are never moved and slots never emptied (except by `clear`), and
+    /// a key goes to its second window only when its first has no empty slot; so a key sits
+    /// before the first empty slot of its first window, or, if that window is full, in its
+    /// second window before the first empty slot there.
+    #[inline]
+    fn find(&self, shard: &Shard, windows: Windows, code: u64) -> Found {
+        match self.scan(shard, windows.first, code) {
+            Scan::Hit(i, slot) => Found::Hit(i, slot),
+            Scan::Empty => Found::Miss,
+            Scan::Full => match self.scan(shard, windows.second, code) {
+                Scan::Hit(i, slot) => Found::Hit(i, slot),
+                Scan::Empty | Scan::Full => Found::Miss,
+            },
+        }
     }
 
     #[inline]
     fn check_at(&self, code: u64, now: u64, cost: u64) -> Result<Decision, CheckError> {
-        let (shard, start) = self.locate(code);
+        let (shard, windows) = self.locate(code);
         loop {
-            match self.find(shard, start, code) {
+            match self.find(shard, windows, code) {
                 Found::Hit(i, mut slot) => loop {
                     let t = self.algorithm.decide(state_of(slot), now, cost)?;
                     let Some(next) = t.next else {
@@ -465,7 +530,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                         // A peek at an unknown key: fresh, and nothing to store.
                         return self.algorithm.decide(0, now, 0).map(|t| t.decision);
                     }
-                    if let Some(decision) = self.insert(shard, start, code, now, cost)? {
+                    if let Some(decision) = self.insert(shard, windows, code, now, cost)? {
                         return Ok(decision);
                     }
                 }
@@ -479,58 +544,41 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     fn insert(
         &self,
         shard: &Shard,
-        start: usize,
+        windows: Windows,
         code: u64,
         now: u64,
         cost: u64,
     ) -> Result<Option<Decision>, CheckError> {
         let fresh = self.algorithm.decide(0, now, cost)?;
+        let Some(next) = fresh.next else {
+            return Ok(Some(fresh.decision));
+        };
         let _guard = shard.lock();
-        let n = self.slots_per_shard;
         loop {
-            // Under the lock no other thread adds or replaces keys in this shard, so this scan
-            // sees the shard's key set as it stands.
-            let mut target: Option<(usize, u128)> = None;
-            let mut stalest: Option<(usize, u128, u64)> = None;
-            let mut i = start;
-            for _ in 0..WINDOW {
-                // Relaxed: writes by earlier lock holders are visible through the lock's
-                // acquire; lock-free updaters only change states, which the CAS re-checks.
-                let slot = shard.slots[i].load(Ordering::Relaxed);
-                if !occupied(slot) {
-                    target = target.or(Some((i, slot)));
-                    break;
-                }
-                if key_of(slot) == code {
-                    return Ok(None);
-                }
-                let wait = self.algorithm.reset_after(state_of(slot), now);
-                if wait == 0 && target.is_none() {
-                    target = Some((i, slot));
-                }
-                if stalest.is_none_or(|(_, _, w)| wait < w) {
-                    stalest = Some((i, slot, wait));
-                }
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
-            }
-            let (i, slot, evicting) = match (target, stalest) {
-                (Some((i, slot)), _) => (i, slot, false),
-                (None, stalest) => {
+            // Under the lock no other thread adds or replaces keys in this shard, so these
+            // scans see the shard's key set as it stands.
+            let mut pick = Pick::default();
+            let placed = match self.survey(shard, windows.first, code, now, &mut pick) {
+                Survey::Present => return Ok(None),
+                Survey::Empty(i, slot) => Some((i, slot, false)),
+                Survey::Full => match self.survey(shard, windows.second, code, now, &mut pick) {
+                    Survey::Present => return Ok(None),
+                    Survey::Empty(i, slot) => Some((i, slot, false)),
+                    Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
+                },
+            };
+            let (i, slot, evicting) = match placed {
+                Some(p) => p,
+                None => {
                     // Relaxed: statistics.
                     shard.overflows.fetch_add(1, Ordering::Relaxed);
-                    match (self.overflow, stalest) {
+                    match (self.overflow, pick.stalest) {
                         (OverflowPolicy::Deny, _) => return Err(CheckError::TableFull),
                         (OverflowPolicy::Allow, _) => return Ok(Some(fresh.decision)),
                         (_, Some((i, slot, _))) => (i, slot, true),
                         (_, None) => return Err(CheckError::TableFull),
                     }
                 }
-            };
-            let Some(next) = fresh.next else {
-                return Ok(Some(fresh.decision));
             };
             // Relaxed: one self-contained word; the lock release publishes it to inserters.
             if shard.slots[i]
@@ -547,7 +595,39 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 }
                 return Ok(Some(fresh.decision));
             }
-            // A lock-free update charged the slot we meant to reuse: scan again.
+            // A lock-free update charged the slot we meant to reuse: look again.
         }
+    }
+
+    /// One window's worth of insert candidates: stops at the key or the first empty slot, and
+    /// notes the first reclaimable and the stalest occupied slot on the way.
+    fn survey(&self, shard: &Shard, start: usize, code: u64, now: u64, pick: &mut Pick) -> Survey {
+        let n = self.slots_per_shard;
+        let mut i = start;
+        for _ in 0..WINDOW {
+            // Relaxed: writes by earlier lock holders are visible through the lock's acquire;
+            // lock-free updaters only change states, which the claiming CAS re-checks.
+            let slot = shard.slots[i].load(Ordering::Relaxed);
+            if !occupied(slot) {
+                // Empty beats reclaimable: reusing a fresh key's slot loses nothing, but the
+                // displaced key, when it returns, would displace another in turn.
+                return Survey::Empty(i, slot);
+            }
+            if key_of(slot) == code {
+                return Survey::Present;
+            }
+            let wait = self.algorithm.reset_after(state_of(slot), now);
+            if wait == 0 && pick.reclaimable.is_none() {
+                pick.reclaimable = Some((i, slot));
+            }
+            if pick.stalest.is_none_or(|(_, _, w)| wait < w) {
+                pick.stalest = Some((i, slot, wait));
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        Survey::Full
     }
 }

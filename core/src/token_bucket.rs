@@ -11,6 +11,7 @@
 
 use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};
+use crate::divisor::Divisor;
 use crate::rate::Rate;
 
 /// A token bucket of `capacity` tokens refilled at the rate, one whole token at a time.
@@ -29,8 +30,8 @@ use crate::rate::Rate;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenBucket {
     capacity: u64,
-    limit: u64,
-    period: u64,
+    limit: Divisor,
+    period: Divisor,
 }
 
 impl TokenBucket {
@@ -50,8 +51,8 @@ impl TokenBucket {
         }
         Ok(TokenBucket {
             capacity,
-            limit,
-            period,
+            limit: Divisor::new(limit),
+            period: Divisor::new(period),
         })
     }
 
@@ -59,9 +60,10 @@ impl TokenBucket {
     /// rate is at most one per nanosecond, so it always fits.
     #[inline]
     fn produced(&self, t: u64) -> u64 {
-        match t.checked_mul(self.limit) {
-            Some(x) => x / self.period,
-            None => ((t as u128 * self.limit as u128) / self.period as u128) as u64,
+        let (limit, period) = (self.limit.get(), self.period.get());
+        match t.checked_mul(limit) {
+            Some(x) => self.period.div(x),
+            None => ((t as u128 * limit as u128) / period as u128) as u64,
         }
     }
 
@@ -69,10 +71,11 @@ impl TokenBucket {
     /// saturating at `u64::MAX`.
     #[inline]
     fn time_for(&self, n: u64) -> u64 {
-        match n.checked_mul(self.period) {
-            Some(x) => x.div_ceil(self.limit),
+        let (limit, period) = (self.limit.get(), self.period.get());
+        match n.checked_mul(period) {
+            Some(x) => self.limit.div_ceil(x),
             None => {
-                let t = (n as u128 * self.period as u128).div_ceil(self.limit as u128);
+                let t = (n as u128 * period as u128).div_ceil(limit as u128);
                 u64::try_from(t).unwrap_or(u64::MAX)
             }
         }

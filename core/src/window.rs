@@ -4,6 +4,8 @@
 //! The index is stored truncated to the bits left over beside the counters, and compared with
 //! wrapping arithmetic, so the packing never runs out however long the process lives.
 
+use crate::divisor::Divisor;
+
 /// Where `now` falls relative to a stored window index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Position {
@@ -22,24 +24,35 @@ pub(crate) enum Position {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Windows {
     pub(crate) period: u64,
+    length: Divisor,
     /// Mask for the truncated window index.
     index_mask: u64,
 }
 
 impl Windows {
-    pub(crate) const fn new(period: u64, index_bits: u32) -> Self {
+    pub(crate) fn new(period: u64, index_bits: u32) -> Self {
         let index_mask = if index_bits >= 64 {
             u64::MAX
         } else {
             (1u64 << index_bits) - 1
         };
-        Windows { period, index_mask }
+        Windows {
+            period,
+            length: Divisor::new(period),
+            index_mask,
+        }
     }
 
     /// `(truncated index, offset into the window)` of `now`.
     #[inline]
     pub(crate) fn locate(&self, now: u64) -> (u64, u64) {
         ((now / self.period) & self.index_mask, now % self.period)
+    }
+
+    /// `ceil(x / period)`.
+    #[inline]
+    pub(crate) fn div_ceil(&self, x: u64) -> u64 {
+        self.length.div_ceil(x)
     }
 
     #[inline]

@@ -45,9 +45,18 @@ impl Spec {
 
     pub fn reference(&self) -> Model {
         let st = match *self {
-            Spec::Gcra { rate, burst } | Spec::LeakyBucket { rate, capacity: burst } => {
+            Spec::Gcra { rate, burst }
+            | Spec::LeakyBucket {
+                rate,
+                capacity: burst,
+            } => {
                 let t = (rate.period_nanos() as u128).div_ceil(rate.limit() as u128);
-                State::Meter { interval: t, burst: burst as u128, level: 0, at: 0 }
+                State::Meter {
+                    interval: t,
+                    burst: burst as u128,
+                    level: 0,
+                    at: 0,
+                }
             }
             Spec::TokenBucket { rate, capacity } => State::Bucket {
                 limit: rate.limit() as u128,
@@ -87,7 +96,11 @@ impl Spec {
     /// The documented bound on cost admitted in any window of one period.
     pub fn period_bound(&self) -> u128 {
         match *self {
-            Spec::Gcra { rate, burst } | Spec::LeakyBucket { rate, capacity: burst } => {
+            Spec::Gcra { rate, burst }
+            | Spec::LeakyBucket {
+                rate,
+                capacity: burst,
+            } => {
                 let t = rate.period_nanos().div_ceil(rate.limit()) as u128;
                 burst as u128 + (rate.period_nanos() as u128).div_ceil(t) - 1
             }
@@ -101,11 +114,33 @@ impl Spec {
 #[derive(Clone, Debug)]
 pub enum State {
     /// Continuous-state leaky bucket: `level` nanoseconds of backlog as of time `at`.
-    Meter { interval: u128, burst: u128, level: u128, at: u128 },
+    Meter {
+        interval: u128,
+        burst: u128,
+        level: u128,
+        at: u128,
+    },
     /// Whole tokens; `seen` is how many the schedule had produced at the last update.
-    Bucket { limit: u128, period: u128, capacity: u128, tokens: u128, seen: u128 },
-    Fixed { limit: u128, period: u128, window: u128, count: u128 },
-    Sliding { limit: u128, period: u128, window: u128, prev: u128, cur: u128 },
+    Bucket {
+        limit: u128,
+        period: u128,
+        capacity: u128,
+        tokens: u128,
+        seen: u128,
+    },
+    Fixed {
+        limit: u128,
+        period: u128,
+        window: u128,
+        count: u128,
+    },
+    Sliding {
+        limit: u128,
+        period: u128,
+        window: u128,
+        prev: u128,
+        cur: u128,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -128,7 +163,13 @@ impl Model {
 
     fn tokens_at(&self, t: u128) -> u128 {
         match self.st {
-            State::Bucket { limit, period, capacity, tokens, seen } => {
+            State::Bucket {
+                limit,
+                period,
+                capacity,
+                tokens,
+                seen,
+            } => {
                 let produced = t * limit / period;
                 (tokens + produced.saturating_sub(seen)).min(capacity)
             }
@@ -139,10 +180,25 @@ impl Model {
     /// (prev, cur) as seen at `t`.
     fn windows_at(&self, t: u128) -> (u128, u128) {
         match self.st {
-            State::Fixed { period, window, count, .. } => {
-                if t / period == window { (0, count) } else { (0, 0) }
+            State::Fixed {
+                period,
+                window,
+                count,
+                ..
+            } => {
+                if t / period == window {
+                    (0, count)
+                } else {
+                    (0, 0)
+                }
             }
-            State::Sliding { period, window, prev, cur, .. } => {
+            State::Sliding {
+                period,
+                window,
+                prev,
+                cur,
+                ..
+            } => {
                 let w = t / period;
                 if w == window {
                     (prev, cur)
@@ -158,9 +214,12 @@ impl Model {
 
     pub fn admits(&self, t: u128, cost: u128) -> bool {
         match self.st {
-            State::Meter { interval, burst, level, at } => {
-                Self::meter_level(level, at, t) + cost * interval <= burst * interval
-            }
+            State::Meter {
+                interval,
+                burst,
+                level,
+                at,
+            } => Self::meter_level(level, at, t) + cost * interval <= burst * interval,
             State::Bucket { .. } => self.tokens_at(t) >= cost,
             State::Fixed { limit, .. } => self.windows_at(t).1 + cost <= limit,
             State::Sliding { limit, period, .. } => {
@@ -189,19 +248,41 @@ impl Model {
             _ => (0, 0),
         };
         match &mut self.st {
-            State::Meter { interval, level, at, .. } => {
+            State::Meter {
+                interval,
+                level,
+                at,
+                ..
+            } => {
                 *level = Self::meter_level(*level, *at, t) + cost * *interval;
                 *at = t;
             }
-            State::Bucket { limit, period, tokens: tk, seen, .. } => {
+            State::Bucket {
+                limit,
+                period,
+                tokens: tk,
+                seen,
+                ..
+            } => {
                 *tk = tokens - cost;
                 *seen = t * *limit / *period;
             }
-            State::Fixed { period, window, count, .. } => {
+            State::Fixed {
+                period,
+                window,
+                count,
+                ..
+            } => {
                 *window = t / *period;
                 *count = c + cost;
             }
-            State::Sliding { period, window, prev, cur, .. } => {
+            State::Sliding {
+                period,
+                window,
+                prev,
+                cur,
+                ..
+            } => {
                 *window = t / *period;
                 *prev = p;
                 *cur = c + cost;
@@ -212,7 +293,12 @@ impl Model {
     pub fn reset(&mut self) {
         match &mut self.st {
             State::Meter { level, .. } => *level = 0,
-            State::Bucket { capacity, tokens, seen, .. } => {
+            State::Bucket {
+                capacity,
+                tokens,
+                seen,
+                ..
+            } => {
                 *tokens = *capacity;
                 *seen = 0;
             }
@@ -230,7 +316,11 @@ impl Model {
         assert!(pred(hi), "reference search found no admitting time");
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if pred(mid) { hi = mid } else { lo = mid + 1 }
+            if pred(mid) {
+                hi = mid
+            } else {
+                lo = mid + 1
+            }
         }
         lo
     }
@@ -249,7 +339,11 @@ impl Model {
         let (mut lo, mut hi) = (0u128, self.capacity());
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if self.admits(t, mid) { lo = mid } else { hi = mid - 1 }
+            if self.admits(t, mid) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
         }
         lo
     }
@@ -271,7 +365,12 @@ impl Model {
             let remaining = self.largest_admissible(t);
             let retry = Self::first(t, span, |x| self.admits(x, c)) - t;
             let reset = Self::first(t, span, |x| self.fresh_at(x)) - t;
-            Ok(Decision::deny(cap as u64, remaining as u64, retry as u64, reset as u64))
+            Ok(Decision::deny(
+                cap as u64,
+                remaining as u64,
+                retry as u64,
+                reset as u64,
+            ))
         }
     }
 }
@@ -315,8 +414,16 @@ pub fn differential(spec: Spec, ops: &[Op]) -> Vec<(u64, u64)> {
                         // retry_after is exact.
                         let at = now + d.retry_after_nanos();
                         assert!(d.retry_after_nanos() > 0);
-                        assert!(packed.decide(state, at, cost).unwrap().decision.is_allowed());
-                        assert!(packed.decide(state, at - 1, cost).unwrap().decision.is_denied());
+                        assert!(packed
+                            .decide(state, at, cost)
+                            .unwrap()
+                            .decision
+                            .is_allowed());
+                        assert!(packed
+                            .decide(state, at - 1, cost)
+                            .unwrap()
+                            .decision
+                            .is_denied());
                     } else {
                         assert_eq!(d.retry_after_nanos(), 0);
                         if cost > 0 {
@@ -326,7 +433,10 @@ pub fn differential(spec: Spec, ops: &[Op]) -> Vec<(u64, u64)> {
                             state = next;
                         }
                     }
-                    assert_eq!(packed.reset_after(state, now), model_reset_after(&model, now));
+                    assert_eq!(
+                        packed.reset_after(state, now),
+                        model_reset_after(&model, now)
+                    );
                 }
             }
         }
@@ -351,6 +461,9 @@ pub fn check_period_bound(spec: Spec, admitted: &[(u64, u64)]) {
             sum -= admitted[start].1 as u128;
             start += 1;
         }
-        assert!(sum <= bound, "{sum} admitted within one period, bound {bound} ({spec:?})");
+        assert!(
+            sum <= bound,
+            "{sum} admitted within one period, bound {bound} ({spec:?})"
+        );
     }
 }

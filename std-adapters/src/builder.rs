@@ -145,7 +145,8 @@ impl Builder {
         self
     }
 
-    /// Shard count (default: four per available core, rounded to a power of two).
+    /// Shard count (default [`TableConfig::default_shards`]: four per core, none below 4,096
+    /// slots).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -172,7 +173,7 @@ impl Builder {
         let algorithm = self.algorithm_for()?;
         let shards = self.shards.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores * 4).next_power_of_two()
+            TableConfig::default_shards(self.capacity, cores)
         });
         let config = TableConfig {
             capacity: self.capacity,

@@ -3,11 +3,12 @@
 //! [`QuantaClock`] reads the CPU's time-stamp counter through `quanta`, calibrated against the
 //! OS monotonic clock. TSC readings taken on different cores can disagree slightly, so a reading
 //! may be a little behind one another thread already stored; the algorithms are written so that
-//! such a reading can only make a decision stricter and never underflows. On top of that, each
-//! `QuantaClock` value never reports less than the largest reading it has returned on the same
-//! thread.
+//! such a reading can only make a decision stricter and never underflows (a property test in
+//! `traffik-core` checks exactly that: from any state, a later reading never decides more
+//! strictly than an earlier one). So the clock needs no shared "latest reading" word, which
+//! would put a contended cache line on every check. Readings are clamped at zero: a TSC that
+//! reads below the clock's own start gives 0, never a huge wrapped value.
 
-use std::cell::Cell;
 use traffik_core::Clock;
 
 /// The default real clock: nanoseconds since the clock was created, read from `quanta`.
@@ -24,12 +25,6 @@ use traffik_core::Clock;
 pub struct QuantaClock {
     clock: quanta::Clock,
     start: u64,
-}
-
-thread_local! {
-    // The largest reading handed out on this thread; a cheap guard against a TSC that steps
-    // back when the thread migrates between cores.
-    static LAST: Cell<u64> = const { Cell::new(0) };
 }
 
 impl QuantaClock {
@@ -52,10 +47,6 @@ impl Clock for QuantaClock {
     fn now(&self) -> u64 {
         let raw = self.clock.raw();
         let nanos = self.clock.delta_as_nanos(self.start, raw);
-        LAST.with(|last| {
-            let t = nanos.max(last.get());
-            last.set(t);
-            t
-        })
+        nanos
     }
 }
