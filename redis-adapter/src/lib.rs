@@ -1,0 +1,85 @@
+//! # traffik-redis
+//!
+//! Distributed rate limiting on Redis and Redis Cluster: many processes share one limit per key,
+//! and every check is decided by a Lua script that makes **the same decisions as the in-process
+//! algorithms of [`traffik_core`]** (GCRA, token bucket, leaky bucket, fixed window, sliding
+//! window counter), plus an exact sliding window log that has no in-process counterpart.
+//!
+//! ```no_run
+//! use traffik_core::Rate;
+//! use traffik_redis::{RedisAlgorithm, RedisLimiter};
+//!
+//! # async fn demo() -> Result<(), traffik_redis::RedisLimiterError> {
+//! let limiter = RedisLimiter::builder("redis://127.0.0.1:6380/")
+//!     .rate(Rate::per_second(10))
+//!     .algorithm(RedisAlgorithm::Gcra)
+//!     .prefix("api")
+//!     .build()
+//!     .await?;
+//! let decision = limiter.check("client-42", 1).await?;
+//! if decision.is_denied() {
+//!     println!("retry in {:?}", decision.retry_after());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## How a check runs
+//!
+//! One `EVALSHA` per check (the script is loaded once; a `NOSCRIPT` reply after a server restart
+//! or `SCRIPT FLUSH` resends the check once as `EVAL`, which is safe because a `NOSCRIPT` script
+//! never ran). The reply carries everything a [`Decision`] holds. Each key gets a TTL equal to the
+//! time until it would be fresh again, rounded **up** to whole milliseconds and never below 1 ms,
+//! so idle keys vanish without ever being dropped early.
+//!
+//! Keys are named `{prefix}:{<key>}:<algorithm>`; the braces around the user key are a Redis
+//! Cluster hash tag, so every script touches a single slot.
+//!
+//! ## Time
+//!
+//! [`TimeSource::Server`] (the default) reads Redis's own `TIME`, so application servers with
+//! skewed clocks agree; decisions are then at microsecond granularity. [`TimeSource::System`] and
+//! [`TimeSource::Custom`] use the caller's clock in nanoseconds, and
+//! [`RedisLimiter::check_at`] injects a time for one call (tests do this to compare with the
+//! in-process algorithms nanosecond for nanosecond). With a caller clock the key TTLs still run
+//! on Redis's clock, so the callers' clocks must run at the same rate as Redis's.
+//!
+//! ## Exactness
+//!
+//! Lua numbers are doubles, exact only up to 2^53, while nanosecond clock readings are near
+//! 2^61. The scripts never form an absolute time: the client (or the script, from `TIME`) splits
+//! each reading as `now = Q * L + R` with a per-limiter unit `L` (the period, or the smallest
+//! multiple of it that is at least one second), state is stored in the same split form, and all
+//! arithmetic is on small differences; products that could pass 2^53 go through an exact
+//! shift-and-add `floor(a * b / d)`. Decisions are identical to [`traffik_core`]'s for any clock
+//! reading below 2^62 ns when:
+//!
+//! * the period is below 2^52 ns (about 52 days);
+//! * for GCRA and the leaky bucket, `burst * interval` is at most 2^51 ns (about 26 days);
+//! * for the token bucket, the capacity is at most 2^50;
+//! * for the window algorithms, the limits the core accepts, and a key that is not left idle for
+//!   2^16 windows or more (the core's truncated window index can alias then; here the key has
+//!   long expired, which is the exact answer).
+//!
+//! The builder refuses configurations outside these ranges with [`RedisLimiterError::Config`].
+//!
+//! ## Failures
+//!
+//! Every failure is a typed [`RedisLimiterError`]; none is ever turned into an admission. A check
+//! whose reply was lost (timeout, dropped connection) is reported as such
+//! ([`RedisLimiterError::is_indeterminate`]) and never resent, since a resend could count it
+//! twice. While Redis is unreachable, calls fail within the configured timeout.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod limiter;
+mod scripts;
+
+#[cfg(feature = "blocking")]
+pub mod blocking;
+
+pub use error::RedisLimiterError;
+pub use limiter::{
+    NearCacheStats, RedisAlgorithm, RedisLimiter, RedisLimiterBuilder, Target, TimeSource,
+};
+pub use traffik_core::{Decision, Rate};

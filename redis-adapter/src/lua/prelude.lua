@@ -1,0 +1,82 @@
+-- traffik-redis shared prelude: exact integer helpers over Lua doubles.
+-- Every integer here stays below 2^53, where doubles are exact. Absolute time is never
+-- formed: a reading is split as now = Q * L + R (0 <= R < L), with L a per-limiter unit.
+local TWO53 = 9007199254740992
+
+-- floor((a * b + c) / d) and (a * b + c) mod d, exact for integers a, b, c, d in [0, 2^52)
+-- (d > 0) whenever the quotient is below 2^53.
+local function divmod(a, b, c, d)
+  local x = a * b + c
+  if x < TWO53 then
+    local r = math.fmod(x, d)
+    return (x - r) / d, r
+  end
+  local ra = math.fmod(a, d)
+  local whole = ((a - ra) / d) * b
+  local q, r = 0, 0
+  local p = 1
+  while p * 2 <= b do p = p * 2 end
+  local rest = b
+  while p >= 1 do
+    q = q * 2
+    r = r * 2
+    if r >= d then r = r - d; q = q + 1 end
+    if rest >= p then
+      rest = rest - p
+      r = r + ra
+      if r >= d then r = r - d; q = q + 1 end
+    end
+    p = p / 2
+  end
+  r = r + c
+  local r2 = math.fmod(r, d)
+  return whole + q + (r - r2) / d, r2
+end
+
+-- floor(a * b / d) and ceil(a * b / d).
+local function muldiv(a, b, d)
+  local q = divmod(a, b, 0, d)
+  return q
+end
+local function muldiv_ceil(a, b, d)
+  local q, r = divmod(a, b, 0, d)
+  if r > 0 then q = q + 1 end
+  return q
+end
+
+local function num(s)
+  return string.format('%.0f', s)
+end
+
+-- The time of this call as (Q, R). ARGV[1] = '0': Redis TIME (microseconds); otherwise the
+-- caller's reading, pre-split by the client, in ARGV[2] and ARGV[3].
+local function now_qr(L)
+  if ARGV[1] == '0' then
+    local t = redis.call('TIME')
+    return divmod(tonumber(t[1]), 1000000000, tonumber(t[2]) * 1000, L)
+  end
+  return tonumber(ARGV[2]), tonumber(ARGV[3])
+end
+
+-- Stores `value` at `key` for ceil(ns / 1e6) ms, never less than 1 ms.
+local function store(key, value, ns)
+  local ms = math.ceil(ns / 1000000)
+  if ms < 1 then ms = 1 end
+  redis.call('SET', key, value, 'PX', ms)
+end
+
+local function corrupt(key)
+  return redis.error_reply('TRAFFIK_CORRUPT state at ' .. key .. ' is not a traffik state')
+end
+
+local function fields(s, n)
+  if type(s) ~= 'string' then return nil end
+  local out = {}
+  for part in string.gmatch(s, '[^:]+') do
+    local v = tonumber(part)
+    if v == nil or v ~= math.floor(v) then return nil end
+    out[#out + 1] = v
+  end
+  if #out ~= n then return nil end
+  return out
+end

@@ -1,0 +1,216 @@
+//! Differential tests: identical arrival times and costs go to the in-process algorithms of
+//! `traffik-core` and to the Redis scripts; every decision must be identical.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use support::{RedisServer, Rng};
+use traffik_core::{Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, Rate};
+use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError};
+
+const SEC: u64 = 1_000_000_000;
+
+/// Realistic clock bases: near zero (a monotonic clock), Unix-epoch nanoseconds today, and a
+/// clock near the core's 2^62 limit.
+fn bases(rng: &mut Rng) -> [u64; 3] {
+    [
+        rng.below(SEC),
+        1_700_000_000 * SEC + rng.below(100 * 86_400 * SEC),
+        (1u64 << 62) - 400 * 86_400 * SEC + rng.below(SEC),
+    ]
+}
+
+fn rates() -> Vec<(Rate, Option<u64>)> {
+    vec![
+        (Rate::per_second(10), None),
+        (Rate::per_second(3), Some(2)),
+        (Rate::from_nanos(7, 13).unwrap(), None),
+        (Rate::per_minute(1000), Some(50)),
+        (Rate::per_hour(5), None),
+        (Rate::per_day(100), Some(7)),
+        (Rate::from_nanos(1, 1_000).unwrap(), Some(3)),
+        (Rate::per_second(1_000_000), None),
+        (Rate::from_nanos(9, 86_400 * SEC * 30).unwrap(), None),
+    ]
+}
+
+/// Next arrival gap: mostly around the emission interval, sometimes a burst or a long idle.
+fn gap(rng: &mut Rng, rate: Rate) -> u64 {
+    let period = rate.period_nanos();
+    let interval = period.div_ceil(rate.limit());
+    match rng.below(10) {
+        0..=2 => 0,
+        3..=5 => rng.below(interval.saturating_mul(2).max(2)),
+        6 | 7 => rng.below(period / 4 + 2),
+        8 => period - 1 + rng.below(3),
+        _ => rng.below(period.saturating_mul(3)),
+    }
+}
+
+async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) -> usize {
+    let mut rng = Rng(seed);
+    let mut compared = 0;
+    let mut denied = 0u64;
+    for (ri, (rate, burst)) in rates().into_iter().enumerate() {
+        let burst = match kind {
+            AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => None,
+            _ => burst,
+        };
+        let core = AnyAlgorithm::new(kind, rate, burst).unwrap();
+        let mut builder = RedisLimiter::builder(server.url())
+            .rate(rate)
+            .algorithm(kind)
+            .prefix(format!("diff{seed}-{ri}"));
+        if let Some(b) = burst {
+            builder = builder.burst(b);
+        }
+        let limiter = match builder.build().await {
+            Ok(l) => l,
+            Err(RedisLimiterError::Config(why)) => {
+                // Only the documented exactness ranges may be refused.
+                assert!(
+                    rate.period_nanos() >= 1 << 52 || why.contains("2^5"),
+                    "{kind:?} {rate}: unexpected config refusal {why}"
+                );
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let cap = core.capacity();
+        for (bi, base) in bases(&mut rng).into_iter().enumerate() {
+            let keys = ["a", "b", "c"];
+            let mut states = [0u64; 3];
+            let mut now = base;
+            let started = Instant::now();
+            for step in 0..120 {
+                now += gap(&mut rng, rate);
+                // Injected time never runs slower than the wall clock, so a key's TTL (which
+                // runs on Redis's clock) never ends before the state would be fresh.
+                now = now.max(base + started.elapsed().as_nanos() as u64);
+                let k = rng.below(3) as usize;
+                let cost = match rng.below(12) {
+                    0 => 0,
+                    1 => cap + 1 + rng.below(3),
+                    2 => cap,
+                    3 => rng.below(cap.min(1_000) + 1),
+                    _ => 1,
+                };
+                let expected = core.decide(states[k], now, cost);
+                let got = limiter.check_at(keys[k], cost, now).await;
+                let ctx = format!(
+                    "{kind:?} rate {rate} burst {burst:?} base#{bi} step {step} key {k} now {now} cost {cost}"
+                );
+                match (expected, got) {
+                    (Ok(t), Ok(d)) => {
+                        assert_eq!(d, t.decision, "{ctx}");
+                        denied += u64::from(d.is_denied());
+                        if let Some(next) = t.next {
+                            states[k] = next;
+                        }
+                    }
+                    (
+                        Err(CheckError::InsufficientCapacity { max }),
+                        Err(RedisLimiterError::InsufficientCapacity { max: got }),
+                    ) => assert_eq!(max, got, "{ctx}"),
+                    (e, g) => panic!("{ctx}: core {e:?} vs redis {g:?}"),
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        denied > 100,
+        "{kind:?}: only {denied} denials, the sequences are too gentle"
+    );
+    compared
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_core_algorithms_decide_like_the_core() {
+    let server = RedisServer::start();
+    let mut total = 0;
+    for (i, kind) in [
+        AlgorithmKind::Gcra,
+        AlgorithmKind::TokenBucket,
+        AlgorithmKind::LeakyBucket,
+        AlgorithmKind::FixedWindow,
+        AlgorithmKind::SlidingWindowCounter,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        total += run_differential(kind, &server, 0x9E37_79B9 + i as u64).await;
+    }
+    assert!(total > 10_000, "compared only {total}");
+}
+
+/// The sliding window log against a VecDeque of admission times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_window_log_matches_a_model() {
+    let server = RedisServer::start();
+    let mut rng = Rng(77);
+    for (ri, rate) in [
+        Rate::per_second(5),
+        Rate::from_nanos(3, 1_000).unwrap(),
+        Rate::per_minute(40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let limiter = RedisLimiter::builder(server.url())
+            .rate(rate)
+            .algorithm(RedisAlgorithm::SlidingWindowLog)
+            .prefix(format!("swl{ri}"))
+            .build()
+            .await
+            .unwrap();
+        let (limit, period) = (rate.limit(), rate.period_nanos());
+        for base in bases(&mut rng) {
+            let mut log: VecDeque<u64> = VecDeque::new();
+            let mut now = base;
+            let started = Instant::now();
+            let key = format!("k{base}");
+            for step in 0..150 {
+                now += gap(&mut rng, rate);
+                now = now.max(base + started.elapsed().as_nanos() as u64);
+                let cost = match rng.below(8) {
+                    0 => 0,
+                    1 => limit + 1,
+                    2 => rng.below(limit + 1),
+                    _ => 1,
+                };
+                let got = limiter.check_at(&key, cost, now).await;
+                if cost > limit {
+                    assert!(matches!(
+                        got,
+                        Err(RedisLimiterError::InsufficientCapacity { max }) if max == limit
+                    ));
+                    continue;
+                }
+                let d = got.unwrap();
+                while log.front().is_some_and(|&e| e + period <= now) {
+                    log.pop_front();
+                }
+                let count = log.len() as u64;
+                let ctx = format!("rate {rate} step {step} now {now} cost {cost} count {count}");
+                if count + cost <= limit {
+                    for _ in 0..cost {
+                        log.push_back(now);
+                    }
+                    assert!(d.is_allowed(), "{ctx}");
+                    assert_eq!(d.remaining(), limit - count - cost, "{ctx}");
+                } else {
+                    assert!(d.is_denied(), "{ctx}");
+                    assert_eq!(d.remaining(), limit - count, "{ctx}");
+                    let need = (count + cost - limit) as usize;
+                    assert_eq!(d.retry_after_nanos(), log[need - 1] + period - now, "{ctx}");
+                }
+                let reset = log.back().map_or(0, |&e| e + period - now);
+                assert_eq!(d.reset_after_nanos(), reset, "{ctx}");
+            }
+        }
+    }
+}
