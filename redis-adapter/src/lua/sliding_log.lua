@@ -29,7 +29,8 @@ if braw then
     base = q
     redis.call('HSET', meta, 'b', num(base))
   end
-else
+elseif redis.call('ZCARD', log) > 0 then
+  -- Entries without their base cannot be placed in time: start afresh.
   redis.call('DEL', log)
 end
 local rel = (q - base) * L + r

@@ -218,31 +218,27 @@ pub enum Fake {
     Hangup,
 }
 
-/// Starts a fake server on a free port; it runs until the test process ends.
-pub fn fake_server(behaviour: Fake) -> u16 {
+/// Starts a fake server on a free port; it runs until the test process ends. The counter
+/// counts the script calls (`EVAL`/`EVALSHA`) it received.
+pub fn fake_server(behaviour: Fake) -> (u16, std::sync::Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let evals = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = evals.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
+            let counter = counter.clone();
             std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 16];
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
                 let mut held = Vec::new();
-                loop {
-                    let n = match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let text = String::from_utf8_lossy(&buf[..n]).to_uppercase();
-                    // Answer each command in the chunk (requests are small here).
-                    for cmd in text.split('*').filter(|c| !c.is_empty()) {
-                        let reply: &str = if cmd.contains("PING") {
-                            "+PONG\r\n"
-                        } else if cmd.contains("CLIENT") || cmd.contains("HELLO") {
-                            "+OK\r\n"
-                        } else if cmd.contains("SCRIPT") {
-                            "$4\r\nabcd\r\n"
-                        } else if cmd.contains("EVAL") {
+                while let Some(args) = read_command(&mut reader) {
+                    let name = args.first().map(|a| a.to_uppercase()).unwrap_or_default();
+                    let reply: &str = match name.as_str() {
+                        "PING" => "+PONG\r\n",
+                        "SCRIPT" => "$4\r\nabcd\r\n",
+                        "EVAL" | "EVALSHA" => {
+                            counter.fetch_add(1, Ordering::SeqCst);
                             match behaviour {
                                 Fake::Reply(r) => r,
                                 Fake::Silent => {
@@ -251,18 +247,64 @@ pub fn fake_server(behaviour: Fake) -> u16 {
                                 }
                                 Fake::Hangup => return,
                             }
-                        } else {
-                            continue;
-                        };
-                        if conn.write_all(reply.as_bytes()).is_err() {
-                            return;
                         }
+                        _ => "+OK\r\n",
+                    };
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
                     }
                 }
             });
         }
     });
-    port
+    (port, evals)
+}
+
+/// Reads one RESP array of bulk strings; `None` at end of stream.
+fn read_command(r: &mut impl std::io::BufRead) -> Option<Vec<String>> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut buf = vec![0u8; len + 2];
+        r.read_exact(&mut buf).ok()?;
+        args.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+    }
+    Some(args)
+}
+
+/// A `MONITOR` connection: sees every command the server runs, scripts' calls included.
+pub struct Monitor(TcpStream);
+
+impl Monitor {
+    pub fn start(port: u16) -> Self {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+        let mut ok = [0u8; 5];
+        s.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+        Monitor(s)
+    }
+
+    /// Everything seen so far (waits briefly for stragglers).
+    pub fn drain(&mut self) -> String {
+        self.0
+            .set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = self.0.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
 }
 
 /// A small deterministic generator (xorshift64*).
