@@ -333,7 +333,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 .into(),
             shard_shift: 64 - shards.trailing_zeros(),
             slots_per_shard,
-            seed: hasher.fingerprint(&0x7472_6166_6669_6bu64),
+            seed: hasher.fingerprint(&0x0074_7261_6666_696b_u64),
             hasher,
             overflow: config.overflow,
             capacity: config.capacity,

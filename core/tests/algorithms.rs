@@ -1,4 +1,5 @@
 //! Exact vectors for every algorithm, and property tests against the reference models.
+#![allow(clippy::unwrap_used)]
 
 #[path = "../../fuzz/harness/reference.rs"]
 mod reference;

@@ -46,7 +46,6 @@ impl Clock for QuantaClock {
     #[inline]
     fn now(&self) -> u64 {
         let raw = self.clock.raw();
-        let nanos = self.clock.delta_as_nanos(self.start, raw);
-        nanos
+        self.clock.delta_as_nanos(self.start, raw)
     }
 }
