@@ -866,7 +866,7 @@ impl RedisLimiter {
                         let label = String::from_utf8_lossy(&pending[idx].1.key).into_owned();
                         out[idx] = Some(Err(match &other {
                             Err(_) => self.timed_out(),
-                            Ok(Err(e)) => RedisLimiterError::from_redis(&e, &label),
+                            Ok(Err(e)) => RedisLimiterError::from_redis(e, &label),
                             Ok(Ok(v)) => bad_reply(format!(
                                 "{} replies to a pipeline of {}",
                                 v.len(),

@@ -22,11 +22,6 @@ async fn limiter(server: &RedisServer, rate: Rate, alg: RedisAlgorithm) -> Redis
         .unwrap()
 }
 
-fn pttl(server: &RedisServer, key: &str) -> i64 {
-    let reply = server.raw(&["PTTL", key]);
-    reply.trim().trim_start_matches(':').parse().unwrap()
-}
-
 const ALL: [RedisAlgorithm; 6] = [
     RedisAlgorithm::Gcra,
     RedisAlgorithm::TokenBucket,
@@ -220,16 +215,11 @@ async fn concurrent_tasks_never_over_admit() {
                 l.check("hot", 1 + (i % 2) as u64).await.unwrap()
             }));
         }
-        let mut admitted = 0;
         for t in tasks {
-            let d = t.await.unwrap();
-            if d.is_allowed() {
-                admitted += (d.limit() - d.remaining()).min(2);
-            }
+            t.await.unwrap();
         }
         let left = limiters[0].peek("hot").await.unwrap().remaining();
         assert_eq!(left, 0, "{alg:?}");
-        let _ = admitted;
         // Count exactly: the sum of admitted costs equals what the key holds.
         let mut sum = 0;
         let l = &limiters[0];
@@ -248,7 +238,7 @@ async fn concurrent_tasks_never_over_admit() {
                 sum += cost;
             }
         }
-        assert!(sum <= 50 && sum >= 49, "{alg:?}: admitted {sum} of 50");
+        assert!((49..=50).contains(&sum), "{alg:?}: admitted {sum} of 50");
     }
 }
 
