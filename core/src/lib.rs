@@ -42,6 +42,7 @@ pub mod algorithm;
 pub mod cell;
 pub mod clock;
 pub mod decision;
+mod divisor;
 pub mod fixed_window;
 pub mod gcra;
 pub mod key;
@@ -51,7 +52,6 @@ pub mod sliding_window;
 #[cfg(feature = "alloc")]
 pub mod table;
 pub mod token_bucket;
-mod divisor;
 mod window;
 
 pub use algorithm::{

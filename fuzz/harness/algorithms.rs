@@ -21,8 +21,14 @@ pub fn algorithm_ops(data: &[u8]) {
     let burst = 1 + u64::from(*b) % (2 * limit);
     let spec = match kind % 5 {
         0 => Spec::Gcra { rate, burst },
-        1 => Spec::LeakyBucket { rate, capacity: burst },
-        2 => Spec::TokenBucket { rate, capacity: burst },
+        1 => Spec::LeakyBucket {
+            rate,
+            capacity: burst,
+        },
+        2 => Spec::TokenBucket {
+            rate,
+            capacity: burst,
+        },
         3 => Spec::FixedWindow { rate },
         _ => Spec::SlidingWindow { rate },
     };

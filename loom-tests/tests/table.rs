@@ -8,9 +8,7 @@
 use loom::thread;
 use std::sync::Arc;
 use traffik_core::table::WINDOW;
-use traffik_core::{
-    Gcra, KeyedLimiter, ManualClock, OverflowPolicy, Rate, TableConfig,
-};
+use traffik_core::{Gcra, KeyedLimiter, ManualClock, OverflowPolicy, Rate, TableConfig};
 
 type Table = KeyedLimiter<u64, Gcra, Arc<ManualClock>>;
 
@@ -103,8 +101,14 @@ fn check_racing_eviction_stays_within_bound() {
             thread::spawn(move || t.check(&100, 1).unwrap())
         };
         let (da, db) = (a.join().unwrap(), b.join().unwrap());
-        assert!(db.is_allowed(), "the newcomer is admitted into the evicted slot");
-        assert!(t.check(&100, 1).unwrap().is_denied(), "and charged exactly there");
+        assert!(
+            db.is_allowed(),
+            "the newcomer is admitted into the evicted slot"
+        );
+        assert!(
+            t.check(&100, 1).unwrap().is_denied(),
+            "and charged exactly there"
+        );
         // Key 0 is within its bound: at most one admission per second, unless it was evicted
         // (then it starts fresh, as documented for EvictStalest).
         let evicted = t.stats().evictions;

@@ -3,7 +3,7 @@
 //! Exact, lock-free rate limiting for Rust: one key or millions, from any number of threads.
 //!
 //! This crate re-exports the `no_std` engine ([`traffik_core`]) and adds what a std program
-//! needs: a real clock ([`QuantaClock`]), random seeds, and a [`builder`] with sensible
+//! needs: a real clock ([`QuantaClock`]), random seeds, and a [`builder()`] with sensible
 //! defaults.
 //!
 //! ```
