@@ -84,12 +84,14 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
             let keys = ["a", "b", "c"];
             let mut states = [0u64; 3];
             let mut now = base;
-            let started = Instant::now();
+            let mut last_wall = Instant::now();
             for step in 0..120 {
-                now += gap(&mut rng, rate);
-                // Injected time never runs slower than the wall clock, so a key's TTL (which
-                // runs on Redis's clock) never ends before the state would be fresh.
-                now = now.max(base + started.elapsed().as_nanos() as u64);
+                // Between any two steps injected time advances at least as much as the wall
+                // clock, so a key's TTL (which runs on Redis's clock) never ends before the
+                // state would be fresh.
+                let wall = last_wall.elapsed().as_nanos() as u64;
+                last_wall = Instant::now();
+                now += gap(&mut rng, rate).max(wall);
                 let k = rng.below(3) as usize;
                 let cost = match rng.below(12) {
                     0 => 0,
@@ -171,11 +173,12 @@ async fn sliding_window_log_matches_a_model() {
         for base in bases(&mut rng) {
             let mut log: VecDeque<u64> = VecDeque::new();
             let mut now = base;
-            let started = Instant::now();
+            let mut last_wall = Instant::now();
             let key = format!("k{base}");
             for step in 0..150 {
-                now += gap(&mut rng, rate);
-                now = now.max(base + started.elapsed().as_nanos() as u64);
+                let wall = last_wall.elapsed().as_nanos() as u64;
+                last_wall = Instant::now();
+                now += gap(&mut rng, rate).max(wall);
                 let cost = match rng.below(8) {
                     0 => 0,
                     1 => limit + 1,

@@ -53,7 +53,14 @@ end
 local function now_qr(L)
   if ARGV[1] == '0' then
     local t = redis.call('TIME')
-    return divmod(tonumber(t[1]), 1000000000, tonumber(t[2]) * 1000, L)
+    local s, ns = tonumber(t[1]), tonumber(t[2]) * 1000
+    if math.fmod(L, 1000000000) == 0 then
+      -- Whole seconds per unit (every period of 1 s and above that is whole seconds).
+      local m = L / 1000000000
+      local sr = math.fmod(s, m)
+      return (s - sr) / m, sr * 1000000000 + ns
+    end
+    return divmod(s, 1000000000, ns, L)
   end
   return tonumber(ARGV[2]), tonumber(ARGV[3])
 end
