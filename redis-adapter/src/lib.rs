@@ -28,8 +28,9 @@
 //! One `EVALSHA` per check (the script is loaded once; a `NOSCRIPT` reply after a server restart
 //! or `SCRIPT FLUSH` resends the check once as `EVAL`, which is safe because a `NOSCRIPT` script
 //! never ran). The reply carries everything a [`Decision`] holds. Each key gets a TTL equal to the
-//! time until it would be fresh again, rounded **up** to whole milliseconds and never below 1 ms,
-//! so idle keys vanish without ever being dropped early.
+//! time until it would be fresh again, rounded **up** to whole milliseconds, plus one millisecond
+//! (Redis stamps expiries from its truncated millisecond clock, so `PX n` can end up to 1 ms
+//! early), so idle keys vanish by themselves and are never dropped before they are fresh.
 //!
 //! Keys are named `{prefix}:{<key>}:<algorithm>`; the braces around the user key are a Redis
 //! Cluster hash tag, so every script touches a single slot.

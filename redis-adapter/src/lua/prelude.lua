@@ -65,11 +65,17 @@ local function now_qr(L)
   return tonumber(ARGV[2]), tonumber(ARGV[3])
 end
 
--- Stores `value` at `key` for ceil(ns / 1e6) ms, never less than 1 ms.
-local function store(key, value, ns)
+-- The TTL for a state that is fresh again in `ns`: rounded up to whole milliseconds, plus one
+-- because Redis stamps the expiry from its millisecond clock truncated (a key set at x.9 ms with
+-- PX n can vanish n - 0.9 ms later). Never below 2 ms, so never 0.
+local function ttl_ms(ns)
   local ms = math.ceil(ns / 1000000)
   if ms < 1 then ms = 1 end
-  redis.call('SET', key, value, 'PX', ms)
+  return ms + 1
+end
+
+local function store(key, value, ns)
+  redis.call('SET', key, value, 'PX', ttl_ms(ns))
 end
 
 local function corrupt(key)

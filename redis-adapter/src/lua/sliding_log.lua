@@ -65,7 +65,7 @@ if count + cost <= limit then
   local reset = 0
   if nw then reset = reset_from(nw) end
   if cost > 0 then
-    local ms = math.max(1, math.ceil(reset / 1000000))
+    local ms = ttl_ms(reset)
     redis.call('PEXPIRE', log, ms)
     redis.call('PEXPIRE', meta, ms)
   end
