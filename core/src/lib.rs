@@ -45,6 +45,7 @@ pub mod decision;
 mod divisor;
 pub mod fixed_window;
 pub mod gcra;
+#[cfg(feature = "alloc")]
 pub mod key;
 pub mod limiter;
 pub mod rate;
@@ -62,6 +63,7 @@ pub use clock::{Clock, ManualClock};
 pub use decision::{CheckError, Decision};
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
+#[cfg(feature = "alloc")]
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};

@@ -35,47 +35,23 @@ fn panic(_info: &PanicInfo<'_>) -> ! {
     unsafe { _exit(101) }
 }
 
-/// The prebuilt `alloc` crate carries unwind tables that name this personality routine. With
-/// `panic = "abort"` nothing ever unwinds, so it is never called; it only satisfies the linker.
-/// (With `std` linked this symbol would be defined twice.)
+/// The prebuilt `core` (and `alloc`) crates carry unwind tables that name this personality
+/// routine. With `panic = "abort"` nothing ever unwinds, so it is never called; it only
+/// satisfies the linker. (With `std` linked this symbol would be defined twice.)
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}
 
+/// The global allocator, for the `alloc` build only. Without traffik-core's `alloc` feature the
+/// program defines no allocator at all, so the build itself proves the core needs no heap: if
+/// anything linked the `alloc` crate, rustc would demand a `#[global_allocator]`.
+#[cfg(feature = "alloc")]
 mod heap {
-    //! The global allocator.
-    //!
-    //! traffik-core without its `alloc` feature never allocates, but it still links the `alloc`
-    //! crate: `ahash` (with default features off) depends on `once_cell` with its `alloc`
-    //! feature, and rustc then insists on a `#[global_allocator]`. Without our `alloc` feature the
-    //! allocator refuses every request, so an allocation at run time would abort the program
-    //! (non-zero exit) rather than go unnoticed. With it, a tiny bump allocator over a static
-    //! array serves the keyed table.
+    //! A tiny bump allocator over a static array serves the keyed table.
 
     use core::alloc::{GlobalAlloc, Layout};
-    #[cfg(feature = "alloc")]
     use core::cell::UnsafeCell;
-    #[cfg(feature = "alloc")]
     use core::sync::atomic::{AtomicUsize, Ordering};
 
-    #[cfg(not(feature = "alloc"))]
-    pub struct NoHeap;
-
-    #[cfg(not(feature = "alloc"))]
-    // SAFETY: returning null is always a valid answer (allocation failure).
-    unsafe impl GlobalAlloc for NoHeap {
-        unsafe fn alloc(&self, _layout: Layout) -> *mut u8 {
-            crate::say("nostd-check: unexpected heap allocation without the alloc feature\n");
-            core::ptr::null_mut()
-        }
-
-        unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
-    }
-
-    #[cfg(not(feature = "alloc"))]
-    #[global_allocator]
-    static HEAP: NoHeap = NoHeap;
-
-    #[cfg(feature = "alloc")]
     const ARENA: usize = 64 * 1024;
 
     #[cfg(feature = "alloc")]
