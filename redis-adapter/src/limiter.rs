@@ -292,7 +292,7 @@ impl RedisLimiterBuilder {
                     })
                 }
             };
-        let script = LoadedScript::for_algorithm(self.algorithm);
+        let script = LoadedScript::new(self.algorithm, &plan.params);
         let inner = Inner {
             conn,
             script,
@@ -364,7 +364,8 @@ async fn connect(target: Target, timeout: Duration) -> Result<Conn, RedisLimiter
 #[derive(Debug, Clone)]
 struct Plan {
     unit: u64,
-    args: Vec<String>,
+    /// The script constants, in the order its first line names them.
+    params: Vec<u64>,
     capacity: u64,
     unlimited: bool,
 }
@@ -375,7 +376,7 @@ impl Plan {
         if rate.is_unlimited() {
             return Ok(Plan {
                 unit: 1,
-                args: Vec::new(),
+                params: Vec::new(),
                 capacity: u64::MAX,
                 unlimited: true,
             });
@@ -393,8 +394,7 @@ impl Plan {
             1
         };
         let unit = k * period;
-        let s = |v: u64| v.to_string();
-        let (args, capacity) = if alg == RedisAlgorithm::SlidingWindowLog {
+        let (params, capacity) = if alg == RedisAlgorithm::SlidingWindowLog {
             if limit == 0 || limit > period {
                 return Err(cfg(format!(
                     "rate {rate} is not a finite rate of at most one per ns"
@@ -408,7 +408,7 @@ impl Plan {
                     "the sliding window log stores one entry per unit; limit at most {MAX_LOG_LIMIT}"
                 )));
             }
-            (vec![s(unit), s(limit), s(period)], limit)
+            (vec![unit, limit, period], limit)
         } else {
             let kind = match alg {
                 RedisAlgorithm::TokenBucket => AlgorithmKind::TokenBucket,
@@ -419,7 +419,7 @@ impl Plan {
             };
             let core = AnyAlgorithm::new(kind, rate, burst).map_err(|e| cfg(e.to_string()))?;
             let capacity = core.capacity();
-            let args = match alg {
+            let params = match alg {
                 RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket => {
                     let interval = period.div_ceil(limit);
                     let tolerance = capacity.saturating_mul(interval);
@@ -428,21 +428,21 @@ impl Plan {
                             "burst x interval = {tolerance} ns exceeds 2^51 ns (about 26 days)"
                         )));
                     }
-                    vec![s(unit), s(interval), s(tolerance), s(capacity)]
+                    vec![unit, interval, tolerance, capacity]
                 }
                 RedisAlgorithm::TokenBucket => {
                     if capacity > LIMIT_52 / 4 {
                         return Err(cfg("token bucket capacity exceeds 2^50".into()));
                     }
-                    vec![s(unit), s(capacity), s(limit), s(period), s(k * limit)]
+                    vec![unit, capacity, limit, period, k * limit]
                 }
-                _ => vec![s(unit), s(limit), s(period), s(k)],
+                _ => vec![unit, limit, period, k],
             };
-            (args, capacity)
+            (params, capacity)
         };
         Ok(Plan {
             unit,
-            args,
+            params,
             capacity,
             unlimited: false,
         })
@@ -728,19 +728,9 @@ impl RedisLimiter {
         } else {
             cmd.arg(1).arg(&p.key);
         }
-        match p.now {
-            Now::Server => {
-                cmd.arg("0").arg("0").arg("0");
-            }
-            Now::Nanos(n) => {
-                cmd.arg("1")
-                    .arg(n / inner.plan.unit)
-                    .arg(n % inner.plan.unit);
-            }
-        }
         cmd.arg(p.cost);
-        for a in &inner.plan.args {
-            cmd.arg(a.as_str());
+        if let Now::Nanos(n) = p.now {
+            cmd.arg(n / inner.plan.unit).arg(n % inner.plan.unit);
         }
         cmd
     }
@@ -761,7 +751,7 @@ impl RedisLimiter {
 
     /// One check, one round trip (two after a `NOSCRIPT`).
     async fn remote(&self, p: &Prepared) -> Result<Decision, RedisLimiterError> {
-        let label = String::from_utf8_lossy(&p.key).into_owned();
+        let label = || String::from_utf8_lossy(&p.key).into_owned();
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut conn = self.inner.conn.clone();
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
@@ -769,7 +759,7 @@ impl RedisLimiter {
         let reply = match tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await {
             Err(_) => return Err(self.timed_out()),
             Ok(Err(e)) if e.kind() == redis::ErrorKind::NoScriptError => None,
-            Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label)),
+            Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label())),
             Ok(Ok(v)) if is_noscript(&v) => None,
             Ok(Ok(v)) => Some(v),
         };
@@ -781,12 +771,12 @@ impl RedisLimiter {
                 let cmd = self.command(p, false);
                 match tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await {
                     Err(_) => return Err(self.timed_out()),
-                    Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label)),
+                    Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label())),
                     Ok(Ok(v)) => v,
                 }
             }
         };
-        self.finish(p, reply, &label)
+        self.finish(p, reply)
     }
 
     /// Many checks in one pipeline; entries answered `NOSCRIPT` are resent once by body.
@@ -836,10 +826,7 @@ impl RedisLimiter {
                     out.push(None);
                     retry.push(idx);
                 }
-                reply => {
-                    let label = String::from_utf8_lossy(&p.key).into_owned();
-                    out.push(Some(self.finish(p, reply, &label)));
-                }
+                reply => out.push(Some(self.finish(p, reply))),
             }
         }
         if !retry.is_empty() {
@@ -856,9 +843,7 @@ impl RedisLimiter {
             match again {
                 Ok(Ok(v)) if v.len() == retry.len() => {
                     for (&idx, reply) in retry.iter().zip(v) {
-                        let p = &pending[idx].1;
-                        let label = String::from_utf8_lossy(&p.key).into_owned();
-                        out[idx] = Some(self.finish(p, reply, &label));
+                        out[idx] = Some(self.finish(&pending[idx].1, reply));
                     }
                 }
                 other => {
@@ -889,13 +874,8 @@ impl RedisLimiter {
     }
 
     /// Parses a script reply and feeds the near cache.
-    fn finish(
-        &self,
-        p: &Prepared,
-        reply: Value,
-        label: &str,
-    ) -> Result<Decision, RedisLimiterError> {
-        let decision = parse_reply(reply, label, self.inner.plan.capacity)?;
+    fn finish(&self, p: &Prepared, reply: Value) -> Result<Decision, RedisLimiterError> {
+        let decision = parse_reply(reply, &p.key, self.inner.plan.capacity)?;
         if let (Some(near), true) = (&self.inner.near, decision.is_denied() && p.cost > 0) {
             let entry = NearEntry {
                 cost: p.cost,
@@ -939,30 +919,48 @@ fn bad_reply(detail: String) -> RedisLimiterError {
     RedisLimiterError::BadReply { detail }
 }
 
-/// `[allowed, limit, remaining, retry_after, reset_after]`, or `[-1, max]` for a cost the limit
-/// can never admit.
-fn parse_reply(reply: Value, label: &str, capacity: u64) -> Result<Decision, RedisLimiterError> {
-    let items = match reply {
-        Value::Array(items) => items,
-        Value::ServerError(e) => return Err(RedisLimiterError::from_redis(&e.into(), label)),
+/// The script's reply: `allowed, limit, remaining, retry_after, reset_after` as five
+/// little-endian doubles (integers below 2^53, so exact), or `-1, max` for a cost the limit can
+/// never admit.
+fn parse_reply(reply: Value, key: &[u8], capacity: u64) -> Result<Decision, RedisLimiterError> {
+    let bytes = match reply {
+        Value::BulkString(bytes) => bytes,
+        Value::ServerError(e) => {
+            return Err(RedisLimiterError::from_redis(
+                &e.into(),
+                &String::from_utf8_lossy(key),
+            ))
+        }
         other => {
             return Err(bad_reply(format!(
-                "expected an array of 5 integers, got {other:?}"
+                "expected the script's packed reply, got {other:?}"
             )))
         }
     };
-    let mut nums = Vec::with_capacity(5);
-    for item in &items {
-        match item {
-            Value::Int(n) => nums.push(*n),
-            other => {
-                return Err(bad_reply(format!(
-                    "expected integers in the script reply, got {other:?}"
-                )))
-            }
+    let mut nums = [0i64; 5];
+    let n = bytes.len() / 8;
+    if bytes.len() % 8 != 0 || !(n == 2 || n == 5) {
+        return Err(bad_reply(format!(
+            "expected 2 or 5 packed numbers in the script reply, got {} bytes",
+            bytes.len()
+        )));
+    }
+    for (slot, chunk) in nums.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(chunk);
+        let v = f64::from_le_bytes(raw);
+        // Every figure is an integer of magnitude below 2^53.
+        if v.fract() != 0.0 || v.abs() >= 9_007_199_254_740_992.0 {
+            return Err(bad_reply(format!(
+                "expected integers in the script reply, got {v}"
+            )));
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            *slot = v as i64;
         }
     }
-    match nums.as_slice() {
+    match &nums[..n] {
         [-1, max] => Err(RedisLimiterError::InsufficientCapacity {
             max: u64::try_from(*max).unwrap_or(capacity),
         }),
@@ -986,8 +984,8 @@ fn parse_reply(reply: Value, label: &str, capacity: u64) -> Result<Decision, Red
             }
         }
         _ => Err(bad_reply(format!(
-            "expected 5 integers in the script reply, got {}",
-            nums.len()
+            "expected a 2-number reply to start with -1, got {:?}",
+            &nums[..n]
         ))),
     }
 }

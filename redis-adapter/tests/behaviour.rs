@@ -51,8 +51,7 @@ fn ttls_set(log: &str, key: &str) -> Vec<u64> {
     log.lines()
         .filter(|l| l.contains(&format!("\"{key}\"")))
         .filter_map(|l| {
-            let parts: Vec<&str> = l.split('"').collect();
-            let words: Vec<&str> = parts.iter().skip(1).step_by(2).copied().collect();
+            let words = monitor_words(l);
             match words.first().map(|w| w.to_uppercase()).as_deref() {
                 Some("SET") => words
                     .iter()
@@ -63,6 +62,33 @@ fn ttls_set(log: &str, key: &str) -> Vec<u64> {
             }
         })
         .collect()
+}
+
+/// The quoted words of one `MONITOR` line. Values are escaped (`\"`, `\\`, `\xNN`, ...), and
+/// stored states are binary, so a plain split on quotes is not enough.
+fn monitor_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => {
+                    if let Some(e) = chars.next() {
+                        word.push('\\');
+                        word.push(e);
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+    words
 }
 
 /// A sub-millisecond reset must never give a 0 ms TTL (which would delete the key): every TTL
@@ -400,15 +426,28 @@ async fn server_dying_mid_call_is_reply_lost_and_not_resent() {
 
 #[tokio::test]
 async fn garbage_replies_are_bad_reply_errors() {
+    // The script replies with one bulk string of little-endian doubles.
+    let packed = |nums: &[f64]| -> &'static [u8] {
+        let body: Vec<u8> = nums.iter().flat_map(|n| n.to_le_bytes()).collect();
+        let mut out = format!("${}\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n");
+        Box::leak(out.into_boxed_slice())
+    };
     for garbage in [
-        "+OK\r\n",
-        ":1\r\n",
-        "*2\r\n:1\r\n:2\r\n",
-        "*5\r\n:1\r\n:1\r\n:9\r\n:0\r\n:0\r\n",
-        "*5\r\n:1\r\n:1\r\n:0\r\n:5\r\n:0\r\n",
-        "*5\r\n:7\r\n:1\r\n:0\r\n:0\r\n:0\r\n",
-        "*5\r\n:0\r\n:1\r\n:-1\r\n:0\r\n:0\r\n",
-        "*5\r\n$1\r\n1\r\n:1\r\n:0\r\n:0\r\n:0\r\n",
+        &b"+OK\r\n"[..],
+        b":1\r\n",
+        b"*5\r\n:1\r\n:1\r\n:0\r\n:0\r\n:0\r\n",
+        b"$3\r\nabc\r\n",
+        packed(&[1.0, 2.0]),
+        packed(&[1.0, 1.0, 0.0, 0.0]),
+        packed(&[1.0, 1.0, 9.0, 0.0, 0.0]),
+        packed(&[1.0, 1.0, 0.0, 5.0, 0.0]),
+        packed(&[7.0, 1.0, 0.0, 0.0, 0.0]),
+        packed(&[0.0, 1.0, -1.0, 0.0, 0.0]),
+        packed(&[1.0, 1.0, 0.5, 0.0, 0.0]),
+        packed(&[1.0, 1.0, 0.0, 0.0, f64::NAN]),
+        packed(&[1.0, 1.0, 0.0, 0.0, 1e300]),
     ] {
         let (port, _) = fake_server(Fake::Reply(garbage));
         let l = RedisLimiter::builder(format!("redis://127.0.0.1:{port}/"))
@@ -419,7 +458,8 @@ async fn garbage_replies_are_bad_reply_errors() {
         let err = l.check("k", 1).await.unwrap_err();
         assert!(
             matches!(err, RedisLimiterError::BadReply { .. }),
-            "{garbage:?}: {err}"
+            "{:?}: {err}",
+            String::from_utf8_lossy(garbage)
         );
         let batch = l.check_many(&[("k", 1)]).await;
         assert!(matches!(batch[0], Err(RedisLimiterError::BadReply { .. })));

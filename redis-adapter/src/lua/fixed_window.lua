@@ -1,24 +1,23 @@
--- Fixed window. ARGV: mode, Q, R, cost, L, limit, period, k (= L / period).
--- Window index = Q * k + j. State "sq:sj:count".
-local cost = tonumber(ARGV[4])
-local L = tonumber(ARGV[5])
-local limit = tonumber(ARGV[6])
-local period = tonumber(ARGV[7])
-local k = tonumber(ARGV[8])
-if cost > limit then return {-1, limit} end
+-- Fixed window. Constants: L (unit), limit, period, k (= L / period).
+-- ARGV: cost [, Q, R]. Window index = Q * k + j. State: three packed doubles sq, sj, count.
+local L, limit, period, k = {{PARAMS}}
+local cost = tonumber(ARGV[1])
+if cost > limit then return too_big(limit) end
 local q, r = now_qr(L)
-local off = math.fmod(r, period)
+local off = fmod(r, period)
 local j = (r - off) / period
 local iq, ij, count, until_end = q, j, 0, period - off
-local raw = redis.call('GET', KEYS[1])
+local key = KEYS[1]
+local raw = redis.call('GET', key)
 if raw then
-  local f = fields(raw, 3)
-  if not f then return corrupt(KEYS[1]) end
-  local ahead = (q - f[1]) * k + (j - f[2])
+  if #raw ~= 24 then return corrupt(key) end
+  local sq, sj, sc = struct.unpack('<ddd', raw)
+  if sq % 1 ~= 0 or sj % 1 ~= 0 or sc % 1 ~= 0 then return corrupt(key) end
+  local ahead = (q - sq) * k + (j - sj)
   if ahead == 0 then
-    count = f[3]
+    count = sc
   elseif ahead == -1 then
-    iq, ij, count, until_end = f[1], f[2], f[3], 2 * period - off
+    iq, ij, count, until_end = sq, sj, sc, 2 * period - off
   end
 end
 local available = limit - count
@@ -28,8 +27,8 @@ if cost <= available then
   local reset = until_end
   if used == 0 then reset = 0 end
   if cost > 0 then
-    store(KEYS[1], num(iq) .. ':' .. num(ij) .. ':' .. num(used), reset)
+    store(key, struct.pack('<ddd', iq, ij, used), reset)
   end
-  return {1, limit, available - cost, 0, reset}
+  return reply(1, limit, available - cost, 0, reset)
 end
-return {0, limit, available, until_end, until_end}
+return reply(0, limit, available, until_end, until_end)

@@ -1,28 +1,27 @@
--- GCRA / leaky bucket. ARGV: mode, Q, R, cost, L, T (interval), tolerance, burst.
--- State "tq:tr": TAT = tq * L + tr.
-local cost = tonumber(ARGV[4])
-local L = tonumber(ARGV[5])
-local T = tonumber(ARGV[6])
-local tol = tonumber(ARGV[7])
-local burst = tonumber(ARGV[8])
-if cost > burst then return {-1, burst} end
+-- GCRA / leaky bucket. Constants: L (unit), T (interval), tol (tolerance), burst.
+-- ARGV: cost [, Q, R]. State: two packed doubles tq, tr with TAT = tq * L + tr.
+local L, T, tol, burst = {{PARAMS}}
+local cost = tonumber(ARGV[1])
+if cost > burst then return too_big(burst) end
 local q, r = now_qr(L)
-local raw = redis.call('GET', KEYS[1])
+local key = KEYS[1]
+local raw = redis.call('GET', key)
 local b = 0
 if raw then
-  local f = fields(raw, 2)
-  if not f then return corrupt(KEYS[1]) end
-  local d = (f[1] - q) * L + (f[2] - r)
+  if #raw ~= 16 then return corrupt(key) end
+  local tq, tr = struct.unpack('<dd', raw)
+  if tq % 1 ~= 0 or tr % 1 ~= 0 then return corrupt(key) end
+  local d = (tq - q) * L + (tr - r)
   if d > 0 then b = d end
 end
 local n = b + cost * T
 if n <= tol then
   if cost > 0 then
     local tq, tr = divmod(1, r, n, L)
-    store(KEYS[1], num(q + tq) .. ':' .. num(tr), n)
+    store(key, struct.pack('<dd', q + tq, tr), n)
   end
-  return {1, burst, math.floor((tol - n) / T), 0, n}
+  return reply(1, burst, math.floor((tol - n) / T), 0, n)
 end
 local room = tol - b
 if room < 0 then room = 0 end
-return {0, burst, math.floor(room / T), n - tol, b}
+return reply(0, burst, math.floor(room / T), n - tol, b)

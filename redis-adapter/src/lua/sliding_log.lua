@@ -1,11 +1,18 @@
 -- Sliding window log. KEYS: log (sorted set), meta (hash: b = base Q, s = sequence).
--- ARGV: mode, Q, R, cost, L, limit, period. Scores are nanoseconds since b * L.
+-- Constants: L (unit), limit, period. ARGV: cost [, Q, R]. Scores are nanoseconds since b * L.
 -- An entry at e counts at t while e > t - period.
-local cost = tonumber(ARGV[4])
-local L = tonumber(ARGV[5])
-local limit = tonumber(ARGV[6])
-local period = tonumber(ARGV[7])
-if cost > limit then return {-1, limit} end
+local L, limit, period = {{PARAMS}}
+local cost = tonumber(ARGV[1])
+if cost > limit then return too_big(limit) end
+local function num(s)
+  return string.format('%.0f', s)
+end
+-- The TTL for entries fresh again in `ns` (see `store` in the prelude).
+local function ttl_ms(ns)
+  local ms = math.ceil(ns / 1000000)
+  if ms < 1 then ms = 1 end
+  return ms + 1
+end
 local q, r = now_qr(L)
 local log, meta = KEYS[1], KEYS[2]
 local braw = redis.call('HGET', meta, 'b')
@@ -69,7 +76,7 @@ if count + cost <= limit then
     redis.call('PEXPIRE', log, ms)
     redis.call('PEXPIRE', meta, ms)
   end
-  return {1, limit, limit - count - cost, 0, reset}
+  return reply(1, limit, limit - count - cost, 0, reset)
 end
 local need = count + cost - limit
 local e = redis.call('ZRANGE', log, need - 1, need - 1, 'WITHSCORES')
@@ -80,4 +87,4 @@ local reset = 0
 if nw then reset = reset_from(nw) end
 local remaining = limit - count
 if remaining < 0 then remaining = 0 end
-return {0, limit, remaining, retry, reset}
+return reply(0, limit, remaining, retry, reset)

@@ -1,27 +1,27 @@
--- Sliding window counter. ARGV: mode, Q, R, cost, L, limit, period, k (= L / period).
--- Window index = Q * k + j. State "sq:sj:previous:current".
-local cost = tonumber(ARGV[4])
-local L = tonumber(ARGV[5])
-local limit = tonumber(ARGV[6])
-local period = tonumber(ARGV[7])
-local k = tonumber(ARGV[8])
-if cost > limit then return {-1, limit} end
+-- Sliding window counter. Constants: L (unit), limit, period, k (= L / period).
+-- ARGV: cost [, Q, R]. Window index = Q * k + j. State: four packed doubles sq, sj, previous,
+-- current.
+local L, limit, period, k = {{PARAMS}}
+local cost = tonumber(ARGV[1])
+if cost > limit then return too_big(limit) end
 local q, r = now_qr(L)
-local off = math.fmod(r, period)
+local off = fmod(r, period)
 local j = (r - off) / period
 -- The view: index, previous, current, offset, lead.
 local iq, ij, prev, cur, vo, lead = q, j, 0, 0, off, 0
-local raw = redis.call('GET', KEYS[1])
+local key = KEYS[1]
+local raw = redis.call('GET', key)
 if raw then
-  local f = fields(raw, 4)
-  if not f then return corrupt(KEYS[1]) end
-  local ahead = (q - f[1]) * k + (j - f[2])
+  if #raw ~= 32 then return corrupt(key) end
+  local sq, sj, sp, sc = struct.unpack('<dddd', raw)
+  if sq % 1 ~= 0 or sj % 1 ~= 0 or sp % 1 ~= 0 or sc % 1 ~= 0 then return corrupt(key) end
+  local ahead = (q - sq) * k + (j - sj)
   if ahead == 0 then
-    prev, cur = f[3], f[4]
+    prev, cur = sp, sc
   elseif ahead == 1 then
-    prev = f[4]
+    prev = sc
   elseif ahead == -1 then
-    iq, ij, prev, cur, vo, lead = f[1], f[2], f[3], f[4], 0, period - off
+    iq, ij, prev, cur, vo, lead = sq, sj, sp, sc, 0, period - off
   end
 end
 local function until_fresh(current)
@@ -37,9 +37,9 @@ if cost <= available then
   local current = cur + cost
   local reset = until_fresh(current)
   if cost > 0 then
-    store(KEYS[1], num(iq) .. ':' .. num(ij) .. ':' .. num(prev) .. ':' .. num(current), reset)
+    store(key, struct.pack('<dddd', iq, ij, prev, current), reset)
   end
-  return {1, limit, available - cost, 0, reset}
+  return reply(1, limit, available - cost, 0, reset)
 end
 local function wait()
   if prev > 0 and cur + cost <= limit then
@@ -58,4 +58,4 @@ local function wait()
   end
   return to_next + at
 end
-return {0, limit, available, lead + wait(), until_fresh(cur)}
+return reply(0, limit, available, lead + wait(), until_fresh(cur))

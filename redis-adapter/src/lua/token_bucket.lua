@@ -1,20 +1,19 @@
--- Token bucket. ARGV: mode, Q, R, cost, L, capacity, limit, period, KL (= L / period * limit).
--- Produced by now: P = Q * KL + p. State "dq:dm": D = dq * KL + dm.
-local cost = tonumber(ARGV[4])
-local L = tonumber(ARGV[5])
-local cap = tonumber(ARGV[6])
-local limit = tonumber(ARGV[7])
-local period = tonumber(ARGV[8])
-local KL = tonumber(ARGV[9])
-if cost > cap then return {-1, cap} end
+-- Token bucket. Constants: L (unit), cap (capacity), limit, period, KL (= L / period * limit).
+-- ARGV: cost [, Q, R]. Produced by now: P = Q * KL + p. State: two packed doubles dq, dm with
+-- D = dq * KL + dm.
+local L, cap, limit, period, KL = {{PARAMS}}
+local cost = tonumber(ARGV[1])
+if cost > cap then return too_big(cap) end
 local q, r = now_qr(L)
 local p = muldiv(r, limit, period)
-local raw = redis.call('GET', KEYS[1])
+local key = KEYS[1]
+local raw = redis.call('GET', key)
 local short = 0
 if raw then
-  local f = fields(raw, 2)
-  if not f then return corrupt(KEYS[1]) end
-  local d = (f[1] - q) * KL + (f[2] - p)
+  if #raw ~= 16 then return corrupt(key) end
+  local dq, dm = struct.unpack('<dd', raw)
+  if dq % 1 ~= 0 or dm % 1 ~= 0 then return corrupt(key) end
+  local d = (dq - q) * KL + (dm - p)
   if d > 0 then short = d end
 end
 -- time_for(Q * KL + x) - now = ceil(x * period / limit) - R, floored at 0.
@@ -30,8 +29,8 @@ if cost <= available then
   local reset = after(x)
   if cost > 0 then
     local dq, dm = divmod(1, x, 0, KL)
-    store(KEYS[1], num(q + dq) .. ':' .. num(dm), reset)
+    store(key, struct.pack('<dd', q + dq, dm), reset)
   end
-  return {1, cap, available - cost, 0, reset}
+  return reply(1, cap, available - cost, 0, reset)
 end
-return {0, cap, available, after(p + short + cost - cap), after(p + short)}
+return reply(0, cap, available, after(p + short + cost - cap), after(p + short))

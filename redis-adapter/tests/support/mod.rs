@@ -211,7 +211,7 @@ impl RedisCluster {
 #[derive(Clone, Copy, Debug)]
 pub enum Fake {
     /// Replies with these raw bytes.
-    Reply(&'static str),
+    Reply(&'static [u8]),
     /// Never replies.
     Silent,
     /// Closes the connection after reading the request.
@@ -234,9 +234,9 @@ pub fn fake_server(behaviour: Fake) -> (u16, std::sync::Arc<AtomicU32>) {
                 let mut held = Vec::new();
                 while let Some(args) = read_command(&mut reader) {
                     let name = args.first().map(|a| a.to_uppercase()).unwrap_or_default();
-                    let reply: &str = match name.as_str() {
-                        "PING" => "+PONG\r\n",
-                        "SCRIPT" => "$4\r\nabcd\r\n",
+                    let reply: &[u8] = match name.as_str() {
+                        "PING" => b"+PONG\r\n",
+                        "SCRIPT" => b"$4\r\nabcd\r\n",
                         "EVAL" | "EVALSHA" => {
                             counter.fetch_add(1, Ordering::SeqCst);
                             match behaviour {
@@ -248,9 +248,9 @@ pub fn fake_server(behaviour: Fake) -> (u16, std::sync::Arc<AtomicU32>) {
                                 Fake::Hangup => return,
                             }
                         }
-                        _ => "+OK\r\n",
+                        _ => b"+OK\r\n",
                     };
-                    if conn.write_all(reply.as_bytes()).is_err() {
+                    if conn.write_all(reply).is_err() {
                         return;
                     }
                 }
