@@ -191,6 +191,33 @@ impl Drop for InsertGuard<'_> {
     }
 }
 
+/// Adds one to a counter that only insert-lock holders write: a plain load and store, since
+/// the lock already excludes other writers (cheaper than a locked read-modify-write).
+#[inline]
+fn bump<T: Counter>(counter: &T) {
+    counter.bump();
+}
+
+trait Counter {
+    fn bump(&self);
+}
+
+impl Counter for AtomicU64 {
+    #[inline]
+    fn bump(&self) {
+        // Relaxed: only lock holders write, and the lock orders them; readers want a statistic.
+        self.store(self.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+impl Counter for AtomicUsize {
+    #[inline]
+    fn bump(&self) {
+        // Relaxed: as above.
+        self.store(self.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
 #[inline]
 fn pack(key: u64, state: u64) -> u128 {
     (u128::from(key) << 64) | u128::from(state | OCCUPIED)
@@ -574,8 +601,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             let (i, slot, evicting) = match placed {
                 Some(p) => p,
                 None => {
-                    // Relaxed: statistics.
-                    shard.overflows.fetch_add(1, Ordering::Relaxed);
+                    bump(&shard.overflows);
                     match (self.overflow, pick.stalest) {
                         (OverflowPolicy::Deny, _) => return Err(CheckError::TableFull),
                         (OverflowPolicy::Allow, _) => return Ok(Some(fresh.decision)),
@@ -589,13 +615,12 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 .compare_exchange(slot, pack(code, next), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
-                // Relaxed: statistics.
                 if !occupied(slot) {
-                    shard.occupied.fetch_add(1, Ordering::Relaxed);
+                    bump(&shard.occupied);
                 } else if evicting {
-                    shard.evictions.fetch_add(1, Ordering::Relaxed);
+                    bump(&shard.evictions);
                 } else {
-                    shard.reclaims.fetch_add(1, Ordering::Relaxed);
+                    bump(&shard.reclaims);
                 }
                 return Ok(Some(fresh.decision));
             }

@@ -290,3 +290,38 @@ fn threads_on_one_key_and_many_keys_admit_exactly() {
         clock.advance_nanos(500 * MS);
     }
 }
+
+#[test]
+fn reset_and_clear_forget_charges_and_keys() {
+    let clock = ManualClock::new();
+    let limiter: KeyedLimiter<str, AnyAlgorithm, _> = traffik::builder()
+        .rate("2/s")
+        .capacity(100)
+        .build_with_clock(&clock)
+        .unwrap();
+    for user in ["ann", "bob", "cy"] {
+        assert_eq!(limiter.check(user, 2).unwrap().remaining(), 0);
+    }
+    assert_eq!(limiter.len(), 3);
+    limiter.reset("bob");
+    assert_eq!(
+        limiter.peek("bob").remaining(),
+        2,
+        "reset restores the full budget"
+    );
+    assert_eq!(limiter.peek("ann").remaining(), 0, "other keys keep theirs");
+    assert_eq!(
+        limiter.len(),
+        3,
+        "a reset key keeps its (now reclaimable) slot"
+    );
+    limiter.reset("nobody");
+    assert_eq!(limiter.len(), 3, "resetting an unknown key adds nothing");
+    assert_eq!(limiter.peek("nobody").remaining(), 2);
+    assert_eq!(limiter.len(), 3, "peeking an unknown key adds nothing");
+    limiter.clear();
+    assert!(limiter.is_empty());
+    assert_eq!(limiter.capacity(), 100);
+    assert!(limiter.check("ann", 2).unwrap().is_allowed());
+    assert_eq!(limiter.len(), 1);
+}
