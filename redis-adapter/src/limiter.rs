@@ -619,6 +619,12 @@ impl RedisLimiter {
         out
     }
 
+    /// The SHA1 of this limiter's script (one script per algorithm and configuration), e.g. for
+    /// `SCRIPT EXISTS` or to replay checks with `redis-benchmark`.
+    pub fn script_sha(&self) -> &str {
+        &self.inner.script.sha
+    }
+
     /// Loads the script on the server (every primary on a cluster).
     async fn load_script(&self) -> Result<(), RedisLimiterError> {
         let mut cmd = redis::cmd("SCRIPT");

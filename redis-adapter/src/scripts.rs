@@ -33,8 +33,107 @@ impl LoadedScript {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let body = format!("{PRELUDE}\n{}", main.replace("{{PARAMS}}", &literals));
+        let main = main.replace("{{PARAMS}}", &literals);
+        let body = format!("{}\n{main}", prelude_for(&main));
         let sha = redis::Script::new(&body).get_hash().to_owned();
         LoadedScript { body, sha }
+    }
+}
+
+/// The prelude with only the helper sections (`--@ name`) that `main` calls, directly or through
+/// another included helper; the text before the first section is always kept.
+fn prelude_for(main: &str) -> String {
+    let mut sections = PRELUDE.split("\n--@ ");
+    let head = sections.next().unwrap_or_default();
+    let helpers: Vec<(&str, &str)> = sections
+        .map(|s| s.split_once('\n').unwrap_or((s, "")))
+        .collect();
+    let mut used = vec![false; helpers.len()];
+    loop {
+        let mut changed = false;
+        for (i, (name, _)) in helpers.iter().enumerate() {
+            if used[i] {
+                continue;
+            }
+            let needed = calls(main, name)
+                || helpers
+                    .iter()
+                    .zip(&used)
+                    .any(|((_, text), &u)| u && calls(text, name));
+            if needed {
+                used[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut out = head.to_owned();
+    for ((_, text), u) in helpers.iter().zip(used) {
+        if u {
+            out.push('\n');
+            out.push_str(text);
+        }
+    }
+    out
+}
+
+/// Whether `text` calls the Lua function `name` (not merely one whose name ends in it).
+fn calls(text: &str, name: &str) -> bool {
+    let pattern = format!("{name}(");
+    text.match_indices(&pattern).any(|(at, _)| {
+        !text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_carry_only_the_helpers_they_call() {
+        let gcra = LoadedScript::new(RedisAlgorithm::Gcra, &[1, 2, 3, 4]).body;
+        assert!(gcra.contains("local function divmod("));
+        assert!(gcra.contains("local function now_qr("));
+        assert!(!gcra.contains("local function muldiv("));
+        assert!(!gcra.contains("\n--@ "));
+        assert!(gcra.contains("local L, T, tol, burst = 1, 2, 3, 4\n"));
+        let tb = LoadedScript::new(RedisAlgorithm::TokenBucket, &[1, 2, 3, 4, 5]).body;
+        assert!(
+            tb.contains("local function muldiv(") && tb.contains("local function muldiv_ceil(")
+        );
+        let log = LoadedScript::new(RedisAlgorithm::SlidingWindowLog, &[1, 2, 3]).body;
+        assert!(!log.contains("local function store("));
+        // Every helper a script calls is defined before the script body.
+        for alg in [
+            RedisAlgorithm::Gcra,
+            RedisAlgorithm::TokenBucket,
+            RedisAlgorithm::FixedWindow,
+            RedisAlgorithm::SlidingWindowCounter,
+            RedisAlgorithm::SlidingWindowLog,
+        ] {
+            let body = LoadedScript::new(alg, &[1, 2, 3, 4, 5]).body;
+            for name in [
+                "divmod",
+                "now_qr",
+                "store",
+                "corrupt",
+                "muldiv",
+                "muldiv_ceil",
+                "reply",
+                "too_big",
+            ] {
+                if calls(&body, name) {
+                    assert!(
+                        body.contains(&format!("local function {name}(")),
+                        "{alg:?} {name}"
+                    );
+                }
+            }
+        }
     }
 }

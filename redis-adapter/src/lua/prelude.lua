@@ -7,10 +7,13 @@
 --   script per configuration), so ARGV is only cost [, Q, R];
 -- * state is stored as little-endian doubles with struct.pack: no string.format or tonumber
 --   parsing; the reply is one packed string of doubles instead of a Lua table;
--- * the exact shift-and-add division only runs when a product passes 2^53.
+-- * the exact shift-and-add division only runs when a product passes 2^53;
+-- * each "--@ name" section below is a helper that the client includes only in the scripts that
+--   call it (every `local function` is a closure created afresh on every call).
 local TWO53 = 9007199254740992
 local fmod = math.fmod
 
+--@ divmod
 -- floor((a * b + c) / d) and (a * b + c) mod d, exact for integers a, b, c, d in [0, 2^52)
 -- (d > 0) whenever the quotient is below 2^53.
 local function divmod(a, b, c, d)
@@ -41,6 +44,7 @@ local function divmod(a, b, c, d)
   return whole + q + (r - r2) / d, r2
 end
 
+--@ now_qr
 -- The time of this call as (Q, R): the caller's reading, pre-split by the client, in ARGV[2]
 -- and ARGV[3]; without them Redis TIME (microseconds).
 local function now_qr(L)
@@ -57,6 +61,7 @@ local function now_qr(L)
   return divmod(s, 1000000000, ns, L)
 end
 
+--@ store
 -- Stores a packed state with a TTL for a state that is fresh again in `ns`: rounded up to whole
 -- milliseconds, plus one because Redis stamps the expiry from its millisecond clock truncated
 -- (a key set at x.9 ms with PX n can vanish n - 0.9 ms later). Never below 2 ms, so never 0.
@@ -66,26 +71,31 @@ local function store(key, value, ns)
   redis.call('SET', key, value, 'PX', ms + 1)
 end
 
+--@ corrupt
 local function corrupt(key)
   return redis.error_reply('TRAFFIK_CORRUPT state at ' .. key .. ' is not a traffik state')
 end
 
+--@ muldiv
 -- floor(a * b / d) and ceil(a * b / d).
 local function muldiv(a, b, d)
   local q = divmod(a, b, 0, d)
   return q
 end
+--@ muldiv_ceil
 local function muldiv_ceil(a, b, d)
   local q, r = divmod(a, b, 0, d)
   if r > 0 then q = q + 1 end
   return q
 end
 
+--@ reply
 -- The reply: allowed, limit, remaining, retry_after, reset_after as five packed doubles (all
 -- integers below 2^53); a cost the limit can never admit is two doubles, -1 and the maximum.
 local function reply(allowed, limit, remaining, retry, reset)
   return struct.pack('<ddddd', allowed, limit, remaining, retry, reset)
 end
+--@ too_big
 local function too_big(max)
   return struct.pack('<dd', -1, max)
 end
