@@ -257,22 +257,8 @@ fn rate_strategy() -> impl Strategy<Value = Rate> {
 }
 
 fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (rate_strategy(), 0u8..5, 1u64..=600).prop_map(|(rate, kind, b)| {
-        let burst = 1 + (b - 1) % (2 * rate.limit());
-        match kind {
-            0 => Spec::Gcra { rate, burst },
-            1 => Spec::LeakyBucket {
-                rate,
-                capacity: burst,
-            },
-            2 => Spec::TokenBucket {
-                rate,
-                capacity: burst,
-            },
-            3 => Spec::FixedWindow { rate },
-            _ => Spec::SlidingWindow { rate },
-        }
-    })
+    (rate_strategy(), 0u8..5, 1u64..=600)
+        .prop_map(|(rate, kind, b)| Spec::from_parts(kind, rate, 1 + (b - 1) % (2 * rate.limit())))
 }
 
 /// Arrival gaps in fractions of a period (with idles), and costs up to capacity + 1.

@@ -19,23 +19,8 @@ pub fn algorithm_ops(data: &[u8]) {
         return;
     };
     let burst = 1 + u64::from(*b) % (2 * limit);
-    let spec = match kind % 5 {
-        0 => Spec::Gcra { rate, burst },
-        1 => Spec::LeakyBucket {
-            rate,
-            capacity: burst,
-        },
-        2 => Spec::TokenBucket {
-            rate,
-            capacity: burst,
-        },
-        3 => Spec::FixedWindow { rate },
-        _ => Spec::SlidingWindow { rate },
-    };
-    let capacity = match spec {
-        Spec::Gcra { .. } | Spec::LeakyBucket { .. } | Spec::TokenBucket { .. } => burst,
-        Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } => limit,
-    };
+    let spec = Spec::from_parts(*kind, rate, burst);
+    let capacity = spec.burst().unwrap_or(limit);
     let mut ops = Vec::with_capacity(rest.len() / 2);
     let mut resets = false;
     for pair in rest.chunks_exact(2) {

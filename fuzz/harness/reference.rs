@@ -11,8 +11,8 @@
 #![allow(dead_code)]
 
 use traffik_core::{
-    Algorithm, AnyAlgorithm, CheckError, Decision, FixedWindow, Gcra, LeakyBucket, Rate,
-    SlidingWindowCounter, TokenBucket,
+    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, Decision, FixedWindow, Gcra, LeakyBucket,
+    Rate, SlidingWindowCounter, TokenBucket,
 };
 
 /// Which algorithm, with which parameters.
@@ -26,6 +26,55 @@ pub enum Spec {
 }
 
 impl Spec {
+    /// Spec number `kind % 5` (GCRA, leaky bucket, token bucket, fixed window, sliding window)
+    /// for `rate`, with `burst` as the burst or capacity where the algorithm takes one.
+    pub fn from_parts(kind: u8, rate: Rate, burst: u64) -> Spec {
+        match kind % 5 {
+            0 => Spec::Gcra { rate, burst },
+            1 => Spec::LeakyBucket {
+                rate,
+                capacity: burst,
+            },
+            2 => Spec::TokenBucket {
+                rate,
+                capacity: burst,
+            },
+            3 => Spec::FixedWindow { rate },
+            _ => Spec::SlidingWindow { rate },
+        }
+    }
+
+    pub fn kind(&self) -> AlgorithmKind {
+        match self {
+            Spec::Gcra { .. } => AlgorithmKind::Gcra,
+            Spec::LeakyBucket { .. } => AlgorithmKind::LeakyBucket,
+            Spec::TokenBucket { .. } => AlgorithmKind::TokenBucket,
+            Spec::FixedWindow { .. } => AlgorithmKind::FixedWindow,
+            Spec::SlidingWindow { .. } => AlgorithmKind::SlidingWindowCounter,
+        }
+    }
+
+    pub fn rate(&self) -> Rate {
+        match *self {
+            Spec::Gcra { rate, .. }
+            | Spec::LeakyBucket { rate, .. }
+            | Spec::TokenBucket { rate, .. }
+            | Spec::FixedWindow { rate }
+            | Spec::SlidingWindow { rate } => rate,
+        }
+    }
+
+    /// The burst or capacity, for the algorithms that take one.
+    pub fn burst(&self) -> Option<u64> {
+        match *self {
+            Spec::Gcra { burst, .. } => Some(burst),
+            Spec::LeakyBucket { capacity, .. } | Spec::TokenBucket { capacity, .. } => {
+                Some(capacity)
+            }
+            Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } => None,
+        }
+    }
+
     pub fn packed(&self) -> AnyAlgorithm {
         let built = match *self {
             Spec::Gcra { rate, burst } => Gcra::with_burst(rate, burst).map(AnyAlgorithm::Gcra),
@@ -84,13 +133,7 @@ impl Spec {
 
     /// One period of the spec's rate, in nanoseconds.
     pub fn period(&self) -> u64 {
-        match *self {
-            Spec::Gcra { rate, .. }
-            | Spec::LeakyBucket { rate, .. }
-            | Spec::TokenBucket { rate, .. }
-            | Spec::FixedWindow { rate }
-            | Spec::SlidingWindow { rate } => rate.period_nanos(),
-        }
+        self.rate().period_nanos()
     }
 
     /// The documented bound on cost admitted in any window of one period.

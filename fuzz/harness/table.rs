@@ -11,8 +11,8 @@
 use super::reference::{Model, Spec};
 use std::collections::HashMap;
 use traffik_core::{
-    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, KeyedLimiter, ManualClock, OverflowPolicy,
-    Rate, TableConfig,
+    Algorithm, AnyAlgorithm, CheckError, KeyedLimiter, ManualClock, OverflowPolicy, Rate,
+    TableConfig,
 };
 
 const PERIODS: [u64; 4] = [1_000, 999_983, 1_000_000_000, 60_000_000_000];
@@ -27,29 +27,8 @@ pub fn table_ops(data: &[u8]) {
     let Ok(rate) = Rate::from_nanos(limit, period) else {
         return;
     };
-    let (spec, kind) = match kind % 5 {
-        0 => (Spec::Gcra { rate, burst: limit }, AlgorithmKind::Gcra),
-        1 => (
-            Spec::LeakyBucket {
-                rate,
-                capacity: limit,
-            },
-            AlgorithmKind::LeakyBucket,
-        ),
-        2 => (
-            Spec::TokenBucket {
-                rate,
-                capacity: limit,
-            },
-            AlgorithmKind::TokenBucket,
-        ),
-        3 => (Spec::FixedWindow { rate }, AlgorithmKind::FixedWindow),
-        _ => (
-            Spec::SlidingWindow { rate },
-            AlgorithmKind::SlidingWindowCounter,
-        ),
-    };
-    let Ok(algorithm) = AnyAlgorithm::new(kind, rate, None) else {
+    let spec = Spec::from_parts(*kind, rate, limit);
+    let Ok(algorithm) = AnyAlgorithm::new(spec.kind(), rate, None) else {
         return;
     };
     let roomy = size % 2 == 0;

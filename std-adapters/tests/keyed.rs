@@ -18,16 +18,6 @@ use traffik::{
 
 const MS: u64 = 1_000_000;
 
-fn spec_kind(spec: &Spec) -> AlgorithmKind {
-    match spec {
-        Spec::Gcra { .. } => AlgorithmKind::Gcra,
-        Spec::LeakyBucket { .. } => AlgorithmKind::LeakyBucket,
-        Spec::TokenBucket { .. } => AlgorithmKind::TokenBucket,
-        Spec::FixedWindow { .. } => AlgorithmKind::FixedWindow,
-        Spec::SlidingWindow { .. } => AlgorithmKind::SlidingWindowCounter,
-    }
-}
-
 #[derive(Clone, Debug)]
 enum KeyOp {
     Check(u8, u64),
@@ -45,20 +35,7 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
     )
         .prop_map(|(limit, period, kind, b)| {
             let rate = Rate::from_nanos(limit, period).unwrap();
-            let burst = 1 + b % (2 * limit);
-            match kind {
-                0 => Spec::Gcra { rate, burst },
-                1 => Spec::LeakyBucket {
-                    rate,
-                    capacity: burst,
-                },
-                2 => Spec::TokenBucket {
-                    rate,
-                    capacity: burst,
-                },
-                3 => Spec::FixedWindow { rate },
-                _ => Spec::SlidingWindow { rate },
-            }
+            Spec::from_parts(kind, rate, 1 + b % (2 * limit))
         })
 }
 
@@ -82,21 +59,12 @@ proptest! {
         shards in 1usize..9,
     ) {
         let clock = ManualClock::new();
-        let burst = match spec {
-            Spec::Gcra { burst, .. } => Some(burst),
-            Spec::LeakyBucket { capacity, .. } | Spec::TokenBucket { capacity, .. } => Some(capacity),
-            _ => None,
-        };
-        let rate = match spec {
-            Spec::Gcra { rate, .. } | Spec::LeakyBucket { rate, .. } | Spec::TokenBucket { rate, .. }
-            | Spec::FixedWindow { rate } | Spec::SlidingWindow { rate } => rate,
-        };
         let builder = traffik::builder()
-            .rate(rate)
-            .algorithm(spec_kind(&spec))
+            .rate(spec.rate())
+            .algorithm(spec.kind())
             .shards(shards)
             .capacity(64);
-        let limiter: KeyedLimiter<u64, _, _> = match burst { Some(b) => builder.burst(b), None => builder }
+        let limiter: KeyedLimiter<u64, _, _> = match spec.burst() { Some(b) => builder.burst(b), None => builder }
             .build_with_clock(&clock)
             .unwrap();
         let mut models: HashMap<u64, Model> = HashMap::new();
