@@ -375,17 +375,13 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         self.check_at(key.encode(&self.hasher), now, cost)
     }
 
-    /// What is left for `key` now, without charging; an unknown key reads as fresh.
+    /// What is left for `key` now, without charging; an unknown key reads as fresh and is not
+    /// added.
     pub fn peek(&self, key: &K) -> Decision {
         let now = self.now();
-        let code = key.encode(&self.hasher);
-        let (shard, windows) = self.locate(code);
-        let state = match self.find(shard, windows, code) {
-            Found::Hit(_, slot) => state_of(slot),
-            Found::Miss => 0,
-        };
-        match self.algorithm.decide(state, now, 0) {
-            Ok(t) => t.decision,
+        match self.check_at(key.encode(&self.hasher), now, 0) {
+            Ok(decision) => decision,
+            // A zero cost is never refused; report "nothing left" rather than fail a peek.
             Err(_) => Decision::deny(self.algorithm.capacity(), 0, 0, 0),
         }
     }
