@@ -1,6 +1,7 @@
 //! One key's state in one atomic word, and the CAS loop that applies an algorithm to it.
 
 use crate::algorithm::Algorithm;
+use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -42,7 +43,19 @@ impl StateCell {
     ) -> Result<Decision, CheckError> {
         // Relaxed everywhere: the word is self-contained (it publishes no other memory), and the
         // modification order of a single atomic is total, so the CAS alone rules out lost updates.
-        let mut current = self.state.load(Ordering::Relaxed);
+        let current = self.state.load(Ordering::Relaxed);
+        self.run(algorithm, current, now, cost)
+    }
+
+    /// The CAS loop, from a state already loaded.
+    #[inline]
+    fn run<A: Algorithm + ?Sized>(
+        &self,
+        algorithm: &A,
+        mut current: u64,
+        now: u64,
+        cost: u64,
+    ) -> Result<Decision, CheckError> {
         loop {
             let transition = algorithm.decide(current, now, cost)?;
             let Some(next) = transition.next else {
@@ -58,6 +71,20 @@ impl StateCell {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Like [`apply`](Self::apply), reading `now` from `clock` after loading the state, so the
+    /// clock's latency overlaps the load instead of preceding it. One clock read per call.
+    #[inline]
+    pub fn apply_now<A: Algorithm + ?Sized, C: Clock + ?Sized>(
+        &self,
+        algorithm: &A,
+        clock: &C,
+        cost: u64,
+    ) -> Result<Decision, CheckError> {
+        // Relaxed: see `apply`.
+        let current = self.state.load(Ordering::Relaxed);
+        self.run(algorithm, current, clock.now(), cost)
     }
 
     /// What a zero-cost check would say; never writes.

@@ -41,7 +41,7 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     /// Checks `cost` now, charging it if admitted. A cost of zero is a [`peek`](Self::peek).
     #[inline]
     pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
-        self.cell.apply(&self.algorithm, self.clock.now(), cost)
+        self.cell.apply_now(&self.algorithm, &self.clock, cost)
     }
 
     /// What is left now, without charging anything.

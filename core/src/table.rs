@@ -371,15 +371,13 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// Checks `cost` for `key` now, charging it if admitted. A cost of zero is a peek.
     #[inline]
     pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
-        let now = self.now();
-        self.check_at(key.encode(&self.hasher), now, cost)
+        self.check_at(key.encode(&self.hasher), cost)
     }
 
     /// What is left for `key` now, without charging; an unknown key reads as fresh and is not
     /// added.
     pub fn peek(&self, key: &K) -> Decision {
-        let now = self.now();
-        match self.check_at(key.encode(&self.hasher), now, 0) {
+        match self.check_at(key.encode(&self.hasher), 0) {
             Ok(decision) => decision,
             // A zero cost is never refused; report "nothing left" rather than fail a peek.
             Err(_) => Decision::deny(self.algorithm.capacity(), 0, 0, 0),
@@ -529,10 +527,15 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     #[inline]
-    fn check_at(&self, code: u64, now: u64, cost: u64) -> Result<Decision, CheckError> {
+    fn check_at(&self, code: u64, cost: u64) -> Result<Decision, CheckError> {
         let (shard, windows) = self.locate(code);
+        let mut found = self.find(shard, windows, code);
+        // The clock is read once, after the slot: its latency then overlaps the slot's load
+        // rather than delaying it. (A retry below reuses this reading, which can only be staler
+        // than a competitor's, so only stricter.)
+        let now = self.now();
         loop {
-            match self.find(shard, windows, code) {
+            match found {
                 Found::Hit(i, mut slot) => loop {
                     let t = self.algorithm.decide(state_of(slot), now, cost)?;
                     let Some(next) = t.next else {
@@ -562,6 +565,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                     }
                 }
             }
+            found = self.find(shard, windows, code);
         }
     }
 
