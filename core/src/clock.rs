@@ -6,8 +6,9 @@ use core::time::Duration;
 /// A source of time for limiters: nanoseconds since an epoch the clock picks.
 ///
 /// Implementations should be monotonic non-decreasing. The algorithms are written so that a
-/// reading that goes backwards (as TSC readings can, across cores) only ever makes a decision
-/// stricter, never looser, and never underflows.
+/// reading behind one another thread already used (as TSC readings can be, across cores) only
+/// ever makes a decision stricter, never looser, and never underflows. For the window
+/// algorithms this holds for lags under one window; cross-core TSC skew is far smaller.
 pub trait Clock {
     /// Nanoseconds since this clock's epoch.
     fn now(&self) -> u64;
