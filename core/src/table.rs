@@ -9,19 +9,18 @@
 //! * **Existing key** (the hot path): hash, probe the key's window of at most [`WINDOW`] slots
 //!   (and a second window only if the first is full), CAS the state. No lock of any kind.
 //! * **New key**: under the shard's insert lock (a spin lock held for one short scan and one
-//!   CAS), take the first empty slot in the probe window or, when the window has none, a slot
-//!   whose state is already equivalent to fresh (reclaiming it lazily: no background thread).
-//!   A key whose first window is full spills to a second, independently hashed window in the
-//!   same shard, so overflow needs both to be full. Serialising
-//!   inserts per shard is what stops two threads from placing the same new key in two slots;
-//!   checks of existing keys never touch the lock.
-//! * **No usable slot**: the [`OverflowPolicy`] decides.
+//!   CAS), take the first empty slot of the key's first window; if that window is full, the
+//!   first empty slot of a second, independently hashed window in the same shard; if both are
+//!   full, a slot whose state is already equivalent to fresh (reclaimed lazily: no background
+//!   thread). Serialising inserts per shard is what stops two threads from placing the same new
+//!   key in two slots (each could see a different slot as usable, since freshness depends on
+//!   each thread's clock reading); checks of existing keys never touch the lock.
+//! * **No usable slot** in either window: the [`OverflowPolicy`] decides.
 //!
 //! Memory is fixed at construction: `ceil(capacity * 3 / 2)` slots of 16 bytes (24 bytes per
-//! key of capacity), spread over the shards, each shard's header on its own cache line. The
-//! 1.5x slack keeps probe windows short: filled to exactly `capacity` distinct live keys, about
-//! 0.05% of inserts find their window full (measured at one million keys; see BENCHMARKS.md),
-//! and at 90% of capacity almost none do.
+//! key of capacity), spread over the shards, each shard's header on its own cache line. Filled
+//! to exactly `capacity` distinct live keys, a handful per million find both windows full
+//! (measured at one million keys; see BENCHMARKS.md).
 
 use crate::algorithm::{Algorithm, MAX_NOW};
 use crate::clock::Clock;
