@@ -139,8 +139,9 @@ pub struct TableStats {
     pub reclaims: u64,
 }
 
+/// A shard's header: its insert lock and counters. Its slots live in the table's one slot
+/// array, so the hot path reaches a slot without first loading a per-shard pointer.
 struct Shard {
-    slots: Box<[AtomicU128]>,
     lock: AtomicBool,
     occupied: AtomicUsize,
     overflows: AtomicU64,
@@ -149,12 +150,8 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(slots: usize) -> Self {
+    fn new() -> Self {
         Shard {
-            slots: (0..slots)
-                .map(|_| AtomicU128::new(0))
-                .collect::<Vec<_>>()
-                .into(),
             lock: AtomicBool::new(false),
             occupied: AtomicUsize::new(0),
             overflows: AtomicU64::new(0),
@@ -178,6 +175,20 @@ impl Shard {
                 spin_hint();
             }
         }
+    }
+}
+
+/// One shard: its header and its run of slots.
+#[derive(Clone, Copy)]
+struct ShardRef<'a> {
+    head: &'a Shard,
+    slots: &'a [AtomicU128],
+}
+
+impl core::ops::Deref for ShardRef<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        self.head
     }
 }
 
@@ -271,6 +282,8 @@ pub struct KeyedLimiter<K: ?Sized, A, C> {
     algorithm: A,
     clock: C,
     shards: Box<[CachePadded<Shard>]>,
+    /// Every shard's slots, shard `i` at `i * slots_per_shard ..`.
+    slots: Box<[AtomicU128]>,
     /// `64 - log2(shards)`: the hash's top bits pick the shard.
     shard_shift: u32,
     slots_per_shard: usize,
@@ -354,7 +367,11 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             algorithm,
             clock,
             shards: (0..shards)
-                .map(|_| CachePadded::new(Shard::new(slots_per_shard)))
+                .map(|_| CachePadded::new(Shard::new()))
+                .collect::<Vec<_>>()
+                .into(),
+            slots: (0..slots_per_shard * shards)
+                .map(|_| AtomicU128::new(0))
                 .collect::<Vec<_>>()
                 .into(),
             shard_shift: 64 - shards.trailing_zeros(),
@@ -419,9 +436,10 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// Forgets every key. Checks racing with `clear` may keep what they charge.
     pub fn clear(&self) {
-        for shard in self.shards.iter() {
+        let n = self.slots_per_shard;
+        for (i, shard) in self.shards.iter().enumerate() {
             let _guard = shard.lock();
-            for slot in shard.slots.iter() {
+            for slot in &self.slots[i * n..(i + 1) * n] {
                 // Relaxed: the insert lock orders this against inserters; concurrent updaters
                 // either land before (and are forgotten) or see an empty slot and re-insert.
                 slot.store(0, Ordering::Relaxed);
@@ -467,7 +485,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     #[inline]
-    fn locate(&self, code: u64) -> (&Shard, Windows) {
+    fn locate(&self, code: u64) -> (ShardRef<'_>, Windows) {
         let h = mix(code ^ self.seed);
         // Top bits pick the shard; the rest, scaled (Lemire's multiply-shift), the first window's
         // start. An odd multiple of the hash places the second window independently.
@@ -476,19 +494,24 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         } else {
             (h >> self.shard_shift) as usize
         };
-        let n = self.slots_per_shard as u128;
+        let n_slots = self.slots_per_shard as u128;
         let rest = h << (64 - self.shard_shift);
         let other = h.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
         let windows = Windows {
-            first: ((u128::from(rest) * n) >> 64) as usize,
-            second: ((u128::from(other) * n) >> 64) as usize,
+            first: ((u128::from(rest) * n_slots) >> 64) as usize,
+            second: ((u128::from(other) * n_slots) >> 64) as usize,
         };
-        (&self.shards[shard], windows)
+        let n = self.slots_per_shard;
+        let shard = ShardRef {
+            head: &self.shards[shard],
+            slots: &self.slots[shard * n..(shard + 1) * n],
+        };
+        (shard, windows)
     }
 
     /// Scans one probe window for `code`.
     #[inline]
-    fn scan(&self, shard: &Shard, start: usize, code: u64) -> Scan {
+    fn scan(&self, shard: ShardRef<'_>, start: usize, code: u64) -> Scan {
         let n = self.slots_per_shard;
         let mut i = start;
         for _ in 0..WINDOW {
@@ -514,7 +537,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// before the first empty slot of its first window, or, if that window is full, in its
     /// second window before the first empty slot there.
     #[inline]
-    fn find(&self, shard: &Shard, windows: Windows, code: u64) -> Found {
+    fn find(&self, shard: ShardRef<'_>, windows: Windows, code: u64) -> Found {
         match self.scan(shard, windows.first, code) {
             Scan::Hit(i, slot) => Found::Hit(i, slot),
             Scan::Empty => Found::Miss,
@@ -573,7 +596,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     #[cold]
     fn insert(
         &self,
-        shard: &Shard,
+        shard: ShardRef<'_>,
         windows: Windows,
         code: u64,
         now: u64,
@@ -629,7 +652,14 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// One window's worth of insert candidates: stops at the key or the first empty slot, and
     /// notes the first reclaimable and the stalest occupied slot on the way.
-    fn survey(&self, shard: &Shard, start: usize, code: u64, now: u64, pick: &mut Pick) -> Survey {
+    fn survey(
+        &self,
+        shard: ShardRef<'_>,
+        start: usize,
+        code: u64,
+        now: u64,
+        pick: &mut Pick,
+    ) -> Survey {
         let n = self.slots_per_shard;
         let mut i = start;
         for _ in 0..WINDOW {
