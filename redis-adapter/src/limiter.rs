@@ -562,9 +562,17 @@ impl RedisLimiter {
         }
     }
 
-    /// Checks many `(key, cost)` pairs in one pipelined round trip (on a cluster, one concurrent
-    /// request per check). Results are in input order; each check succeeds or fails on its own.
-    /// A failure of the whole round trip is reported for every check it carried.
+    /// Checks many `(key, cost)` pairs in one pipelined round trip. On a cluster the checks are
+    /// grouped by hash slot and each group is one pipeline (a `MULTI`/`EXEC` transaction, so
+    /// that a `NOSCRIPT` is known to concern every check in it), the groups sent concurrently;
+    /// a group of one check is a plain request. Results are in input order; each check succeeds
+    /// or fails on its own. A failure of a whole round trip is reported for every check it
+    /// carried.
+    ///
+    /// On a cluster, the client reports only a transaction's first error, so an error in one
+    /// check of a slot group (a key holding a foreign value, say) loses the replies of the
+    /// others in that transaction, which ran: each check of the group then fails as
+    /// [`RedisLimiterError::ReplyLost`] (indeterminate), and none is resent.
     pub async fn check_many<K: AsRef<[u8]>>(
         &self,
         checks: &[(K, u64)],
@@ -585,15 +593,23 @@ impl RedisLimiter {
         if pending.is_empty() {
             return out.into_iter().flatten().collect();
         }
-        let answers = match &self.inner.conn {
-            Conn::Cluster(_) => {
-                let futures = pending.iter().map(|(_, p)| self.remote(p));
-                futures_util::future::join_all(futures).await
-            }
-            Conn::Single(_) => self.remote_pipelined(&pending).await,
+        let groups = match &self.inner.conn {
+            Conn::Cluster(_) => slot_groups(pending, |(_, p)| &p.key),
+            Conn::Single(_) => vec![pending],
         };
-        for ((i, _), answer) in pending.iter().zip(answers) {
-            out[*i] = Some(answer);
+        let answers = futures_util::future::join_all(groups.iter().map(|group| async move {
+            match group.as_slice() {
+                [(_, p)] if matches!(self.inner.conn, Conn::Cluster(_)) => {
+                    vec![self.remote(p).await]
+                }
+                _ => self.remote_pipelined(group).await,
+            }
+        }))
+        .await;
+        for (group, answers) in groups.iter().zip(answers) {
+            for ((i, _), answer) in group.iter().zip(answers) {
+                out[*i] = Some(answer);
+            }
         }
         out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(bad_reply("missing pipeline reply".into()))))
@@ -785,85 +801,63 @@ impl RedisLimiter {
         self.finish(p, reply)
     }
 
-    /// Many checks in one pipeline; entries answered `NOSCRIPT` are resent once by body.
+    /// Many checks in one pipeline; entries answered `NOSCRIPT` (whose script never ran) are
+    /// resent once by body, no other entry ever is. On a cluster every entry must hash to one
+    /// slot.
     async fn remote_pipelined(
         &self,
         pending: &[(usize, Prepared)],
     ) -> Vec<Result<Decision, RedisLimiterError>> {
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut conn = self.inner.conn.clone();
-        let mut pipe = redis::pipe();
-        for (_, p) in pending {
-            pipe.add_command(self.command(p, true));
-        }
-        self.inner
-            .round_trips
-            .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        let whole =
-            tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, 0, pending.len()))
-                .await;
-        let replies = match whole {
-            Err(_) => return pending.iter().map(|_| Err(self.timed_out())).collect(),
-            Ok(Err(e)) => {
+        let first = self
+            .send_pipeline(&mut conn, pending.iter().map(|(_, p)| p), true, deadline)
+            .await;
+        let replies = match first {
+            Ok(v) => v,
+            Err(failure) => {
                 return pending
                     .iter()
-                    .map(|(_, p)| {
-                        Err(RedisLimiterError::from_redis(
-                            &e,
-                            &String::from_utf8_lossy(&p.key),
-                        ))
-                    })
+                    .map(|(_, p)| Err(self.failed(&failure, &p.key)))
                     .collect()
-            }
-            Ok(Ok(v)) if v.len() == pending.len() => v,
-            Ok(Ok(v)) => {
-                let detail = format!("{} replies to a pipeline of {}", v.len(), pending.len());
-                return pending
-                    .iter()
-                    .map(|_| Err(bad_reply(detail.clone())))
-                    .collect();
             }
         };
         let mut out = Vec::with_capacity(pending.len());
         let mut retry = Vec::new();
         for (idx, ((_, p), reply)) in pending.iter().zip(replies).enumerate() {
             match reply {
-                reply if is_noscript(&reply) => {
+                Reply::NoScript => {
                     out.push(None);
                     retry.push(idx);
                 }
-                reply => out.push(Some(self.finish(p, reply))),
+                Reply::Value(reply) => out.push(Some(self.finish(p, reply))),
             }
         }
         if !retry.is_empty() {
-            let mut pipe = redis::pipe();
-            for &idx in &retry {
-                pipe.add_command(self.command(&pending[idx].1, false));
-            }
-            self.inner
-                .round_trips
-                .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            let again =
-                tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, 0, retry.len()))
-                    .await;
+            let again = self
+                .send_pipeline(
+                    &mut conn,
+                    retry.iter().map(|&idx| &pending[idx].1),
+                    false,
+                    deadline,
+                )
+                .await;
             match again {
-                Ok(Ok(v)) if v.len() == retry.len() => {
+                Ok(v) => {
                     for (&idx, reply) in retry.iter().zip(v) {
-                        out[idx] = Some(self.finish(&pending[idx].1, reply));
+                        let p = &pending[idx].1;
+                        out[idx] = Some(match reply {
+                            Reply::Value(reply) => self.finish(p, reply),
+                            Reply::NoScript => Err(bad_reply(format!(
+                                "NOSCRIPT in reply to the script's body for {}",
+                                String::from_utf8_lossy(&p.key)
+                            ))),
+                        });
                     }
                 }
-                other => {
+                Err(failure) => {
                     for &idx in &retry {
-                        let label = String::from_utf8_lossy(&pending[idx].1.key).into_owned();
-                        out[idx] = Some(Err(match &other {
-                            Err(_) => self.timed_out(),
-                            Ok(Err(e)) => RedisLimiterError::from_redis(e, &label),
-                            Ok(Ok(v)) => bad_reply(format!(
-                                "{} replies to a pipeline of {}",
-                                v.len(),
-                                retry.len()
-                            )),
-                        }));
+                        out[idx] = Some(Err(self.failed(&failure, &pending[idx].1.key)));
                     }
                 }
             }
@@ -871,6 +865,92 @@ impl RedisLimiter {
         out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(bad_reply("missing pipeline reply".into()))))
             .collect()
+    }
+
+    /// Sends the checks as one pipeline (by SHA or by body) and returns one reply per check.
+    ///
+    /// On a single node the pipeline is plain and every reply arrives on its own. The cluster
+    /// client collapses a pipeline's replies into its first error, which would hide which
+    /// entries ran; there the pipeline is a `MULTI`/`EXEC` transaction instead: the script
+    /// cache cannot change during `EXEC`, so a `NOSCRIPT` means no entry ran, and any other
+    /// error is a failure of the whole (never resent).
+    async fn send_pipeline<'p>(
+        &self,
+        conn: &mut Conn,
+        checks: impl ExactSizeIterator<Item = &'p Prepared>,
+        by_sha: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Reply>, Failure> {
+        let n = checks.len();
+        let mut pipe = redis::pipe();
+        for p in checks {
+            pipe.add_command(self.command(p, by_sha));
+        }
+        self.inner
+            .round_trips
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let count_mismatch = |got: usize| Failure::Count(got, n);
+        match conn {
+            Conn::Single(_) => {
+                match tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, 0, n)).await
+                {
+                    Err(_) => Err(Failure::Timeout),
+                    Ok(Err(e)) => Err(Failure::Redis(e)),
+                    Ok(Ok(v)) if v.len() == n => Ok(v.into_iter().map(Reply::from).collect()),
+                    Ok(Ok(v)) => Err(count_mismatch(v.len())),
+                }
+            }
+            Conn::Cluster(_) => {
+                pipe.atomic();
+                // The replies to MULTI and to each queued command are skipped; EXEC's is kept.
+                match tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, n + 1, 1))
+                    .await
+                {
+                    Err(_) => Err(Failure::Timeout),
+                    Ok(Err(e)) if e.kind() == redis::ErrorKind::NoScriptError => {
+                        Ok((0..n).map(|_| Reply::NoScript).collect())
+                    }
+                    Ok(Err(e)) => Err(Failure::Transaction(e)),
+                    Ok(Ok(mut v)) => match v.pop() {
+                        Some(Value::Array(replies)) if v.is_empty() && replies.len() == n => {
+                            Ok(replies.into_iter().map(Reply::from).collect())
+                        }
+                        Some(Value::Array(replies)) if v.is_empty() => {
+                            Err(count_mismatch(replies.len()))
+                        }
+                        other => Err(Failure::Reply(format!(
+                            "expected EXEC's array of {n} replies, got {other:?}"
+                        ))),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The error reported for one check of a pipeline that failed as a whole.
+    fn failed(&self, failure: &Failure, key: &[u8]) -> RedisLimiterError {
+        match failure {
+            Failure::Timeout => self.timed_out(),
+            Failure::Redis(e) => RedisLimiterError::from_redis(e, &String::from_utf8_lossy(key)),
+            Failure::Transaction(e) => match RedisLimiterError::from_redis(e, "") {
+                RedisLimiterError::Connection { detail } => {
+                    RedisLimiterError::Connection { detail }
+                }
+                RedisLimiterError::ReplyLost { detail } => RedisLimiterError::ReplyLost { detail },
+                // The first error of some entry, for every entry: the others may have run.
+                _ => RedisLimiterError::ReplyLost {
+                    detail: format!(
+                        "a check on the same cluster slot failed ({e}), and the replies of its \
+                         whole transaction, this check's ({}) included, were lost with it",
+                        String::from_utf8_lossy(key)
+                    ),
+                },
+            },
+            Failure::Count(got, sent) => {
+                bad_reply(format!("{got} replies to a pipeline of {sent}"))
+            }
+            Failure::Reply(detail) => bad_reply(detail.clone()),
+        }
     }
 
     fn timed_out(&self) -> RedisLimiterError {
@@ -905,6 +985,88 @@ impl RedisLimiter {
         }
         Ok(decision)
     }
+}
+
+/// One entry's reply in a pipeline.
+enum Reply {
+    /// `NOSCRIPT`: the script was not cached and did not run.
+    NoScript,
+    Value(Value),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        if is_noscript(&v) {
+            Reply::NoScript
+        } else {
+            Reply::Value(v)
+        }
+    }
+}
+
+/// Why a pipeline produced no per-entry replies.
+enum Failure {
+    /// No reply within the deadline.
+    Timeout,
+    Redis(redis::RedisError),
+    /// A cluster transaction's first error: it may concern any one entry, and the others may
+    /// have run.
+    Transaction(redis::RedisError),
+    /// `(received, sent)`.
+    Count(usize, usize),
+    Reply(String),
+}
+
+/// Redis Cluster's slot count.
+const CLUSTER_SLOTS: u16 = 16_384;
+
+/// The cluster slot of `key`: CRC16 (XMODEM) of its hash tag (the bytes between the first `{`
+/// and the next `}`, when not empty) or of the whole key, modulo 16384.
+fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    crc16_xmodem(hashed) % CLUSTER_SLOTS
+}
+
+/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection.
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Splits `items` by the cluster slot of `key(item)`: groups in the order their slots first
+/// appear, items within a group in input order.
+fn slot_groups<T>(items: Vec<T>, key: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
+    let mut index: HashMap<u16, usize> = HashMap::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let slot = key_slot(key(&item));
+        let g = *index.entry(slot).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(item);
+    }
+    groups
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -993,5 +1155,79 @@ fn parse_reply(reply: Value, key: &[u8], capacity: u64) -> Result<Decision, Redi
             "expected a 2-number reply to start with -1, got {:?}",
             &nums[..n]
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{crc16_xmodem, key_slot, slot_groups};
+
+    #[test]
+    fn crc16_and_slots_match_redis() {
+        // The CRC16-XMODEM check value, and slots Redis documents or reports
+        // (`CLUSTER KEYSLOT foo` is 12182).
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        // The hash tag rules of the cluster specification.
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+        // An empty tag hashes the whole key; so does an unclosed brace.
+        assert_eq!(
+            key_slot(b"foo{}{bar}"),
+            crc16_xmodem(b"foo{}{bar}") % 16_384
+        );
+        assert_eq!(key_slot(b"foo{bar"), crc16_xmodem(b"foo{bar") % 16_384);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_tag_form_one_group_in_input_order() {
+        // Limiter keys are `prefix:{<key>}:alg`; a caller key containing `}` ends the tag early,
+        // so `team}1` and `team}2` share the tag `team`.
+        let keys: Vec<(usize, Vec<u8>)> = [
+            "p:{a}:gcra",
+            "p:{team}1}:gcra",
+            "p:{b}:gcra",
+            "p:{team}2}:gcra",
+            "p:{a}:gcra:m",
+            "p:{team}3}:gcra",
+            "other:{a}:tb",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (i, k.as_bytes().to_vec()))
+        .collect();
+        let groups = slot_groups(keys, |(_, k)| k);
+        let order: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(i, _)| *i).collect())
+            .collect();
+        assert_eq!(order, vec![vec![0, 4, 6], vec![1, 3, 5], vec![2]]);
+        for g in &groups {
+            let slot = key_slot(&g[0].1);
+            assert!(g.iter().all(|(_, k)| key_slot(k) == slot));
+        }
+        assert_ne!(key_slot(b"a"), key_slot(b"team"));
+        assert_ne!(key_slot(b"a"), key_slot(b"b"));
+        assert_ne!(key_slot(b"b"), key_slot(b"team"));
+    }
+
+    #[test]
+    fn distinct_slots_form_distinct_groups() {
+        let keys: Vec<Vec<u8>> = (0..500)
+            .map(|i| format!("p:{{k{i}}}:gcra").into_bytes())
+            .collect();
+        let groups = slot_groups(keys.clone(), |k| k);
+        let mut slots: Vec<u16> = groups.iter().map(|g| key_slot(&g[0])).collect();
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), keys.len());
+        let n = slots.len();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), n, "one group per slot");
     }
 }

@@ -4,21 +4,138 @@
 
 mod support;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use support::RedisCluster;
 use traffik_core::Rate;
-use traffik_redis::{RedisAlgorithm, RedisLimiter, Target};
+use traffik_redis::{RedisAlgorithm, RedisLimiter, Target, TimeSource};
+
+const ALGORITHMS: [RedisAlgorithm; 6] = [
+    RedisAlgorithm::Gcra,
+    RedisAlgorithm::TokenBucket,
+    RedisAlgorithm::LeakyBucket,
+    RedisAlgorithm::FixedWindow,
+    RedisAlgorithm::SlidingWindowCounter,
+    RedisAlgorithm::SlidingWindowLog,
+];
+
+/// `calls` of `command` in every node's `INFO commandstats`, summed.
+fn command_calls(cluster: &RedisCluster, command: &str) -> u64 {
+    let needle = format!("cmdstat_{command}:calls=");
+    cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let info = node.raw(&["INFO", "commandstats"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix(needle.as_str()))
+                .map_or(0, |rest| {
+                    rest.split(',')
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+        })
+        .sum()
+}
+
+fn reset_stats(cluster: &RedisCluster) {
+    for node in &cluster.nodes {
+        node.raw(&["CONFIG", "RESETSTAT"]);
+    }
+}
+
+/// The slot Redis itself computes for `key`.
+fn server_slot(cluster: &RedisCluster, key: &[u8]) -> u64 {
+    let key = std::str::from_utf8(key).unwrap();
+    cluster.nodes[0]
+        .raw(&["CLUSTER", "KEYSLOT", key])
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap()
+}
+
+/// A batch across the cluster: plain keys (one per slot, mostly), keys sharing a hash tag (a
+/// caller key containing `}` ends the tag: `team3}x` is tagged `team3`), and repeated keys.
+fn mixed_batch(round: u64) -> Vec<(String, u64)> {
+    let mut batch = Vec::new();
+    for i in 0..120u64 {
+        batch.push((format!("user-{i}"), 1 + (i + round) % 3));
+        batch.push((format!("team{}}}member-{i}", i % 4), 1));
+        if i % 10 == 0 {
+            batch.push((format!("user-{}", i / 10), 2));
+        }
+    }
+    batch
+}
+
+/// `check_many` on a cluster: one `MULTI`/`EXEC` pipeline per slot group of two or more checks,
+/// and decisions identical, in order, to sequential `check`s at the same injected times.
+async fn batches_match_sequential_checks(cluster: &RedisCluster) {
+    // Key TTLs run on the server's clock: the injected times stay far from any window's end
+    // (a minute-long window starting here, rounds 7 s apart) so no key expires mid-test.
+    const START: u64 = 28_333_334 * 60_000_000_000;
+    let clock = Arc::new(AtomicU64::new(START));
+    for alg in ALGORITHMS {
+        clock.store(START, Ordering::SeqCst);
+        let build = |prefix: String| {
+            let clock = Arc::clone(&clock);
+            RedisLimiter::builder(Target::cluster(cluster.urls()))
+                .rate(Rate::per_minute(10))
+                .algorithm(alg)
+                .prefix(prefix)
+                .time_source(TimeSource::Custom(Arc::new(move || {
+                    clock.load(Ordering::SeqCst)
+                })))
+                .build()
+        };
+        let batched = build(format!("batch{alg:?}")).await.unwrap();
+        let sequential = build(format!("seq{alg:?}")).await.unwrap();
+        // The slot groups, as Redis computes slots (every round has the same keys).
+        let mut groups: HashMap<u64, usize> = HashMap::new();
+        for (k, _) in &mixed_batch(0) {
+            *groups
+                .entry(server_slot(cluster, &batched.redis_key(k.as_bytes())))
+                .or_default() += 1;
+        }
+        let pipelines = groups.values().filter(|&&n| n > 1).count() as u64;
+        assert!(pipelines >= 4, "the tagged keys form groups");
+        let mut denied = 0;
+        for round in 0..4u64 {
+            let batch = mixed_batch(round);
+            reset_stats(cluster);
+            let got = batched.check_many(&batch).await;
+            assert_eq!(
+                command_calls(cluster, "exec"),
+                pipelines,
+                "{alg:?} round {round}"
+            );
+            assert_eq!(command_calls(cluster, "evalsha"), batch.len() as u64);
+            let mut allowed = 0;
+            for ((k, cost), got) in batch.iter().zip(got) {
+                let want = sequential.check(k, *cost).await.unwrap();
+                let got = got.unwrap();
+                assert_eq!(got, want, "{alg:?} round {round} key {k} cost {cost}");
+                allowed += u32::from(got.is_allowed());
+                denied += u32::from(got.is_denied());
+            }
+            assert!(allowed > 0, "{alg:?} round {round}");
+            clock.fetch_add(7_000_000_000, Ordering::SeqCst);
+        }
+        assert!(denied > 0, "{alg:?}: the repeated keys run out");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_checks_across_many_keys() {
     let cluster = RedisCluster::start();
-    for alg in [
-        RedisAlgorithm::Gcra,
-        RedisAlgorithm::TokenBucket,
-        RedisAlgorithm::LeakyBucket,
-        RedisAlgorithm::FixedWindow,
-        RedisAlgorithm::SlidingWindowCounter,
-        RedisAlgorithm::SlidingWindowLog,
-    ] {
+    batches_match_sequential_checks(&cluster).await;
+    for alg in ALGORITHMS {
         let l = RedisLimiter::builder(Target::cluster(cluster.urls()))
             .rate(Rate::per_hour(2))
             .algorithm(alg)
@@ -33,7 +150,7 @@ async fn cluster_checks_across_many_keys() {
                 assert_eq!(d.is_allowed(), round < 2, "{alg:?} {k} round {round}");
             }
         }
-        // Batches across slots work too (one request per check on a cluster).
+        // Batches across slots work too (one pipeline per slot group on a cluster).
         let batch: Vec<(String, u64)> = keys.iter().map(|k| (k.clone(), 1)).collect();
         let got = l.check_many(&batch).await;
         assert!(
@@ -71,4 +188,44 @@ async fn cluster_checks_across_many_keys() {
     for i in 0..50 {
         assert!(l.check(format!("k{i}"), 1).await.unwrap().is_allowed());
     }
+    // The same for batches: each slot group is resent by body once, and no check is counted
+    // twice.
+    for node in &cluster.nodes {
+        node.raw(&["SCRIPT", "FLUSH"]);
+    }
+    let batch: Vec<(String, u64)> = (0..60)
+        .map(|i| (format!("t{}}}b{i}", i % 3), 1))
+        .chain((0..20).map(|i| (format!("b{i}"), 1)))
+        .collect();
+    reset_stats(&cluster);
+    let got = l.check_many(&batch).await;
+    assert!(command_calls(&cluster, "eval") > 0, "resent by body");
+    for ((k, _), r) in batch.iter().zip(got) {
+        assert!(r.unwrap().is_allowed(), "{k}");
+        assert_eq!(l.peek(k).await.unwrap().remaining(), 1, "{k} charged once");
+    }
+    // A foreign value in one key of a slot group: the client reports only the transaction's
+    // first error, so every check of that group is indeterminate; other groups are unaffected.
+    let foreign = String::from_utf8(l.redis_key(b"bad}list")).unwrap();
+    for node in &cluster.nodes {
+        node.raw(&["RPUSH", &foreign, "x"]); // -MOVED on all but the owner
+    }
+    let batch = [("bad}a", 1), ("bad}list", 1), ("bad}b", 1), ("good", 1)];
+    let got = l.check_many(&batch).await;
+    for r in &got[..3] {
+        let err = r.as_ref().unwrap_err();
+        assert!(err.is_indeterminate(), "{err}");
+    }
+    assert!(got[3].as_ref().unwrap().is_allowed());
+    // A lone bad key is a plain request with its own typed error.
+    let got = l.check_many(&[("bad}list", 1), ("good2", 1)]).await;
+    assert!(
+        matches!(
+            got[0],
+            Err(traffik_redis::RedisLimiterError::WrongType { .. })
+        ),
+        "{:?}",
+        got[0]
+    );
+    assert!(got[1].as_ref().unwrap().is_allowed());
 }
