@@ -22,15 +22,6 @@ async fn limiter(server: &RedisServer, rate: Rate, alg: RedisAlgorithm) -> Redis
         .unwrap()
 }
 
-const ALL: [RedisAlgorithm; 6] = [
-    RedisAlgorithm::Gcra,
-    RedisAlgorithm::TokenBucket,
-    RedisAlgorithm::LeakyBucket,
-    RedisAlgorithm::FixedWindow,
-    RedisAlgorithm::SlidingWindowCounter,
-    RedisAlgorithm::SlidingWindowLog,
-];
-
 #[tokio::test]
 async fn key_names_carry_prefix_and_hash_tag() {
     let server = RedisServer::start();
@@ -99,7 +90,7 @@ async fn ttl_rounds_up_never_down() {
     let server = RedisServer::start();
     let mut monitor = Monitor::start(server.port);
     let mut expected = Vec::new();
-    for alg in ALL {
+    for alg in support::ALL_ALGORITHMS {
         for (i, (rate, now)) in [
             // 1 per 300 µs: every reset is below a millisecond.
             (Rate::from_nanos(1, 300_000).unwrap(), 10_000 * MS + 123),
@@ -137,7 +128,7 @@ async fn ttl_rounds_up_never_down() {
 #[tokio::test]
 async fn idle_keys_expire_by_themselves() {
     let server = RedisServer::start();
-    for alg in ALL {
+    for alg in support::ALL_ALGORITHMS {
         let l = limiter(&server, Rate::from_nanos(2, 150 * MS).unwrap(), alg).await;
         l.check("idle", 2).await.unwrap();
         let name = String::from_utf8(l.redis_key(b"idle")).unwrap();
@@ -154,7 +145,7 @@ async fn idle_keys_expire_by_themselves() {
 #[tokio::test]
 async fn server_time_is_the_default_and_works() {
     let server = RedisServer::start();
-    for alg in ALL {
+    for alg in support::ALL_ALGORITHMS {
         let l = limiter(&server, Rate::per_hour(3), alg).await;
         let got: Vec<bool> = {
             let mut v = Vec::new();
@@ -229,7 +220,7 @@ async fn noscript_after_restart_and_flush_is_retried_transparently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_tasks_never_over_admit() {
     let server = RedisServer::start();
-    for alg in ALL {
+    for alg in support::ALL_ALGORITHMS {
         let limiters = [
             limiter(&server, Rate::per_hour(50), alg).await,
             limiter(&server, Rate::per_hour(50), alg).await,
@@ -469,7 +460,7 @@ async fn garbage_replies_are_bad_reply_errors() {
 #[tokio::test]
 async fn foreign_values_are_typed_errors() {
     let server = RedisServer::start();
-    for alg in ALL {
+    for alg in support::ALL_ALGORITHMS {
         let l = limiter(&server, Rate::per_second(5), alg).await;
         let name = String::from_utf8(l.redis_key(b"list")).unwrap();
         server.raw(&["RPUSH", &name, "x"]);

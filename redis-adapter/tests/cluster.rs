@@ -10,16 +10,7 @@ use std::sync::Arc;
 
 use support::RedisCluster;
 use traffik_core::Rate;
-use traffik_redis::{RedisAlgorithm, RedisLimiter, Target, TimeSource};
-
-const ALGORITHMS: [RedisAlgorithm; 6] = [
-    RedisAlgorithm::Gcra,
-    RedisAlgorithm::TokenBucket,
-    RedisAlgorithm::LeakyBucket,
-    RedisAlgorithm::FixedWindow,
-    RedisAlgorithm::SlidingWindowCounter,
-    RedisAlgorithm::SlidingWindowLog,
-];
+use traffik_redis::{RedisLimiter, Target, TimeSource};
 
 /// `calls` of `command` in every node's `INFO commandstats`, summed.
 fn command_calls(cluster: &RedisCluster, command: &str) -> u64 {
@@ -81,7 +72,7 @@ async fn batches_match_sequential_checks(cluster: &RedisCluster) {
     // (a minute-long window starting here, rounds 7 s apart) so no key expires mid-test.
     const START: u64 = 28_333_334 * 60_000_000_000;
     let clock = Arc::new(AtomicU64::new(START));
-    for alg in ALGORITHMS {
+    for alg in support::ALL_ALGORITHMS {
         clock.store(START, Ordering::SeqCst);
         let build = |prefix: String| {
             let clock = Arc::clone(&clock);
@@ -135,7 +126,7 @@ async fn batches_match_sequential_checks(cluster: &RedisCluster) {
 async fn cluster_checks_across_many_keys() {
     let cluster = RedisCluster::start();
     batches_match_sequential_checks(&cluster).await;
-    for alg in ALGORITHMS {
+    for alg in support::ALL_ALGORITHMS {
         let l = RedisLimiter::builder(Target::cluster(cluster.urls()))
             .rate(Rate::per_hour(2))
             .algorithm(alg)

@@ -327,3 +327,14 @@ impl Rng {
         }
     }
 }
+
+/// Every algorithm the Redis adapter runs.
+#[allow(dead_code)] // not every test crate that includes this module uses it
+pub const ALL_ALGORITHMS: [traffik_redis::RedisAlgorithm; 6] = [
+    traffik_redis::RedisAlgorithm::Gcra,
+    traffik_redis::RedisAlgorithm::TokenBucket,
+    traffik_redis::RedisAlgorithm::LeakyBucket,
+    traffik_redis::RedisAlgorithm::FixedWindow,
+    traffik_redis::RedisAlgorithm::SlidingWindowCounter,
+    traffik_redis::RedisAlgorithm::SlidingWindowLog,
+];
