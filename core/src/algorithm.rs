@@ -75,6 +75,45 @@ pub trait Algorithm {
     fn is_fresh(&self, state: u64, now: u64) -> bool {
         self.reset_after(state, now) == 0
     }
+
+    /// Runs `work` with the concrete algorithm behind `self`.
+    ///
+    /// The default hands over `self`. A type that chooses among algorithms at run time (such
+    /// as [`AnyAlgorithm`]) overrides it to make the choice once and hand over the chosen
+    /// variant, so that a caller's whole check (table probe, CAS loop and all) is compiled once
+    /// per concrete algorithm instead of matching on the variant inside its loop. The keyed
+    /// table and [`Limiter`](crate::Limiter) call their checks through this.
+    #[inline]
+    fn dispatch<W: AlgorithmWork>(&self, work: W) -> W::Output
+    where
+        Self: Sized,
+    {
+        work.run(self)
+    }
+}
+
+/// Work generic over the algorithm, run through [`Algorithm::dispatch`].
+///
+/// ```
+/// use traffik_core::{Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, Rate};
+///
+/// struct Capacity;
+/// impl AlgorithmWork for Capacity {
+///     type Output = u64;
+///     fn run<A: Algorithm>(self, algorithm: &A) -> u64 {
+///         algorithm.capacity() // compiled for the concrete `A`, not for the enum
+///     }
+/// }
+///
+/// let any = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(5), None)?;
+/// assert_eq!(any.dispatch(Capacity), 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait AlgorithmWork {
+    /// What the work returns.
+    type Output;
+    /// Does the work with the concrete `algorithm`.
+    fn run<A: Algorithm>(self, algorithm: &A) -> Self::Output;
 }
 
 impl<A: Algorithm + ?Sized> Algorithm for &A {
@@ -307,5 +346,9 @@ impl Algorithm for AnyAlgorithm {
     #[inline]
     fn reset_after(&self, state: u64, now: u64) -> u64 {
         dispatch!(self, a => a.reset_after(state, now))
+    }
+    #[inline]
+    fn dispatch<W: AlgorithmWork>(&self, work: W) -> W::Output {
+        dispatch!(self, a => work.run(a))
     }
 }

@@ -56,7 +56,8 @@ pub mod token_bucket;
 mod window;
 
 pub use algorithm::{
-    Algorithm, AlgorithmKind, AnyAlgorithm, ConfigError, Transition, Unlimited, MAX_NOW, STATE_BITS,
+    Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, Transition, Unlimited,
+    MAX_NOW, STATE_BITS,
 };
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};

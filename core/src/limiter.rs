@@ -1,6 +1,6 @@
 //! A limiter for one key: one [`StateCell`], one [`Algorithm`], one [`Clock`].
 
-use crate::algorithm::Algorithm;
+use crate::algorithm::{Algorithm, AlgorithmWork};
 use crate::cell::StateCell;
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
@@ -41,7 +41,11 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     /// Checks `cost` now, charging it if admitted. A cost of zero is a [`peek`](Self::peek).
     #[inline]
     pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
-        self.cell.apply_now(&self.algorithm, &self.clock, cost)
+        self.algorithm.dispatch(Check {
+            cell: &self.cell,
+            clock: &self.clock,
+            cost,
+        })
     }
 
     /// What is left now, without charging anything.
@@ -63,5 +67,20 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     /// The clock.
     pub fn clock(&self) -> &C {
         &self.clock
+    }
+}
+
+/// One check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
+struct Check<'a, C> {
+    cell: &'a StateCell,
+    clock: &'a C,
+    cost: u64,
+}
+
+impl<C: Clock> AlgorithmWork for Check<'_, C> {
+    type Output = Result<Decision, CheckError>;
+    #[inline]
+    fn run<A: Algorithm>(self, algorithm: &A) -> Self::Output {
+        self.cell.apply_now(algorithm, self.clock, self.cost)
     }
 }
