@@ -22,23 +22,32 @@
 //! to exactly `capacity` distinct live keys, a handful per million find both windows full
 //! (measured at one million keys; see BENCHMARKS.md).
 
-use crate::algorithm::{Algorithm, MAX_NOW};
+use crate::algorithm::{Algorithm, AlgorithmWork, MAX_NOW};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::{Key, KeyHasher};
-use crate::sync::{spin_hint, AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{spin_hint, AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Ordering, Wide};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
 use crossbeam_utils::CachePadded;
 
-/// Slots probed for one key at most: eight 64-byte cache lines (a hit usually needs one).
+/// Slots probed for one key at most: eight groups (cache lines); a hit usually needs one.
 #[cfg(not(loom))]
 pub const WINDOW: usize = 32;
 /// Under loom, small windows keep the model's state space tractable.
 #[cfg(loom)]
-pub const WINDOW: usize = 4;
+pub const WINDOW: usize = GROUP;
+
+/// Slots per group: one 64-byte cache line of 16-byte slots. Windows start on a group, so a
+/// window of 32 slots spans exactly eight lines, and a key that sits in the first slots of
+/// its window costs one line.
+const GROUP: usize = 4;
+
+/// One cache line of slots.
+#[repr(C, align(64))]
+struct Group([AtomicU128; GROUP]);
 
 const OCCUPIED: u64 = 1 << 63;
 
@@ -178,11 +187,42 @@ impl Shard {
     }
 }
 
-/// One shard: its header and its run of slots.
+/// One shard: its header and its run of groups.
 #[derive(Clone, Copy)]
 struct ShardRef<'a> {
     head: &'a Shard,
-    slots: &'a [AtomicU128],
+    groups: &'a [Group],
+    wide: Wide,
+}
+
+impl ShardRef<'_> {
+    /// Slot `i` of the shard (`i` below the shard's slot count).
+    #[inline]
+    fn slot(&self, i: usize) -> &AtomicU128 {
+        &self.groups[i / GROUP].0[i % GROUP]
+    }
+
+    /// Reads slot `i`.
+    #[inline]
+    fn load(&self, i: usize) -> u128 {
+        // Relaxed: a slot word is self-contained (key and state together); it publishes no
+        // other memory, and every decision made from it is re-checked by a CAS before it counts.
+        self.slot(i).load(self.wide, Ordering::Relaxed)
+    }
+
+    /// Replaces slot `i` if it still holds `current`.
+    #[inline]
+    fn swap(&self, i: usize, current: u128, new: u128) -> Result<u128, u128> {
+        // Relaxed: as for `load`; the CAS alone decides, and the modification order of one word
+        // is total, so no admitted cost is lost.
+        self.slot(i).compare_exchange(
+            self.wide,
+            current,
+            new,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+    }
 }
 
 impl core::ops::Deref for ShardRef<'_> {
@@ -248,14 +288,19 @@ fn occupied(slot: u128) -> bool {
     (slot as u64) & OCCUPIED != 0
 }
 
-/// 64-bit finaliser (a bijection) over the seeded key, so exact integer keys spread evenly.
+/// The seeded key scrambled for placement: one full 64x64 multiply, folded (high half XOR low
+/// half), so every input bit reaches the top bits that pick the shard and the group. The seeds
+/// are secret and random per table, so an outsider cannot aim keys at one group.
 #[inline]
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
+fn scramble(code: u64, seed: u64, multiplier: u64) -> u64 {
+    let wide = u128::from(code ^ seed) * u128::from(multiplier);
+    (wide as u64) ^ ((wide >> 64) as u64)
+}
+
+/// `x * n / 2^64`: maps a uniform 64-bit value onto `0..n` without a division.
+#[inline]
+fn scale(x: u64, n: usize) -> usize {
+    ((u128::from(x) * n as u128) >> 64) as usize
 }
 
 /// A rate limiter over many keys: one packed state per key in a fixed-size lock-free table.
@@ -282,13 +327,16 @@ pub struct KeyedLimiter<K: ?Sized, A, C> {
     algorithm: A,
     clock: C,
     shards: Box<[CachePadded<Shard>]>,
-    /// Every shard's slots, shard `i` at `i * slots_per_shard ..`.
-    slots: Box<[AtomicU128]>,
+    /// Every shard's slots, shard `i` at groups `i * groups_per_shard ..`.
+    groups: Box<[Group]>,
     /// `64 - log2(shards)`: the hash's top bits pick the shard.
     shard_shift: u32,
+    groups_per_shard: usize,
     slots_per_shard: usize,
     hasher: KeyHasher,
     seed: u64,
+    multiplier: u64,
+    wide: Wide,
     overflow: OverflowPolicy,
     capacity: usize,
     _key: PhantomData<fn(&K)>,
@@ -305,11 +353,26 @@ impl<K: ?Sized, A: fmt::Debug, C> fmt::Debug for KeyedLimiter<K, A, C> {
     }
 }
 
-/// The two probe windows of a key, as start slots within its shard.
+/// A key's probe windows: the first as a start slot within its shard; the second, needed
+/// only when the first is full, derived from the placement hash on demand.
 #[derive(Clone, Copy)]
 struct Windows {
     first: usize,
-    second: usize,
+    hash: u64,
+    groups: usize,
+}
+
+impl Windows {
+    /// The second window's start slot: an odd multiple of the hash, rotated, places it
+    /// independently of the first.
+    #[inline]
+    fn second(&self) -> usize {
+        let other = self
+            .hash
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+        scale(other, self.groups) * GROUP
+    }
 }
 
 /// Where one window scan ended.
@@ -356,10 +419,11 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             .checked_mul(3)
             .map(|x| x.div_ceil(2))
             .ok_or(TableError::TooLarge)?;
-        let slots_per_shard = total.div_ceil(shards).max(WINDOW);
-        slots_per_shard
+        // Whole groups per shard, and at least one window's worth.
+        let groups_per_shard = total.div_ceil(shards).max(WINDOW).div_ceil(GROUP);
+        groups_per_shard
             .checked_mul(shards)
-            .and_then(|n| n.checked_mul(16))
+            .and_then(|n| n.checked_mul(core::mem::size_of::<Group>()))
             .filter(|bytes| *bytes <= isize::MAX as usize)
             .ok_or(TableError::TooLarge)?;
         let hasher = KeyHasher::with_seeds(config.seeds);
@@ -370,13 +434,17 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 .map(|_| CachePadded::new(Shard::new()))
                 .collect::<Vec<_>>()
                 .into(),
-            slots: (0..slots_per_shard * shards)
-                .map(|_| AtomicU128::new(0))
+            groups: (0..groups_per_shard * shards)
+                .map(|_| Group(core::array::from_fn(|_| AtomicU128::new(0))))
                 .collect::<Vec<_>>()
                 .into(),
             shard_shift: 64 - shards.trailing_zeros(),
-            slots_per_shard,
+            groups_per_shard,
+            slots_per_shard: groups_per_shard * GROUP,
             seed: hasher.fingerprint(&0x0074_7261_6666_696b_u64),
+            // Odd, so the multiply loses no input bits.
+            multiplier: hasher.fingerprint(&0x6b69_6666_6172_7400_u64) | 1,
+            wide: Wide::detect(),
             hasher,
             overflow: config.overflow,
             capacity: config.capacity,
@@ -388,6 +456,16 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     #[inline]
     pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
         self.check_at(key.encode(&self.hasher), cost)
+    }
+
+    /// The check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
+    #[inline]
+    fn check_at(&self, code: u64, cost: u64) -> Result<Decision, CheckError> {
+        self.algorithm.dispatch(Check {
+            table: self,
+            code,
+            cost,
+        })
     }
 
     /// What is left for `key` now, without charging; an unknown key reads as fresh and is not
@@ -405,11 +483,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         let code = key.encode(&self.hasher);
         let (shard, windows) = self.locate(code);
         while let Found::Hit(i, slot) = self.find(shard, windows, code) {
-            // Relaxed: the slot word is self-contained; the CAS re-asserts the key.
-            if shard.slots[i]
-                .compare_exchange(slot, pack(code, 0), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
+            // The CAS re-asserts the key: a slot meanwhile given to another key is left alone.
+            if shard.swap(i, slot, pack(code, 0)).is_ok() {
                 return;
             }
         }
@@ -436,10 +511,10 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// Forgets every key. Checks racing with `clear` may keep what they charge.
     pub fn clear(&self) {
-        let n = self.slots_per_shard;
+        let n = self.groups_per_shard;
         for (i, shard) in self.shards.iter().enumerate() {
             let _guard = shard.lock();
-            for slot in &self.slots[i * n..(i + 1) * n] {
+            for slot in self.groups[i * n..(i + 1) * n].iter().flat_map(|g| &g.0) {
                 // Relaxed: the insert lock orders this against inserters; concurrent updaters
                 // either land before (and are forgotten) or see an empty slot and re-insert.
                 slot.store(0, Ordering::Relaxed);
@@ -476,7 +551,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// Bytes of slot memory (fixed at construction).
     pub fn memory_bytes(&self) -> usize {
-        self.slots_per_shard * self.shards.len() * 16
+        self.groups.len() * core::mem::size_of::<Group>()
     }
 
     #[inline]
@@ -486,38 +561,32 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     #[inline]
     fn locate(&self, code: u64) -> (ShardRef<'_>, Windows) {
-        let h = mix(code ^ self.seed);
-        // Top bits pick the shard; the rest, scaled (Lemire's multiply-shift), the first window's
-        // start. An odd multiple of the hash places the second window independently.
-        let shard = if self.shard_shift == 64 {
-            0
-        } else {
-            (h >> self.shard_shift) as usize
-        };
-        let n_slots = self.slots_per_shard as u128;
+        let h = scramble(code, self.seed, self.multiplier);
+        // Top bits pick the shard; the rest, scaled, the group that starts the first window.
+        let shard = h.checked_shr(self.shard_shift).unwrap_or(0) as usize;
         let rest = h << (64 - self.shard_shift);
-        let other = h.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        let windows = Windows {
-            first: ((u128::from(rest) * n_slots) >> 64) as usize,
-            second: ((u128::from(other) * n_slots) >> 64) as usize,
-        };
-        let n = self.slots_per_shard;
+        let n = self.groups_per_shard;
         let shard = ShardRef {
             head: &self.shards[shard],
-            slots: &self.slots[shard * n..(shard + 1) * n],
+            groups: &self.groups[shard * n..(shard + 1) * n],
+            wide: self.wide,
+        };
+        let windows = Windows {
+            first: scale(rest, n) * GROUP,
+            hash: h,
+            groups: n,
         };
         (shard, windows)
     }
 
-    /// Scans one probe window for `code`.
+    /// Scans `len` slots from `start` for `code`.
     #[inline]
-    fn scan(&self, shard: ShardRef<'_>, start: usize, code: u64) -> Scan {
+    fn scan(&self, shard: ShardRef<'_>, start: usize, len: usize, code: u64) -> Scan {
         let n = self.slots_per_shard;
         let mut i = start;
-        for _ in 0..WINDOW {
-            // Relaxed: the word is self-contained; a stale "empty" only sends us to the locked
-            // insert path, which looks again.
-            let slot = shard.slots[i].load(Ordering::Relaxed);
+        for _ in 0..len {
+            // A stale "empty" only sends us to the locked insert path, which looks again.
+            let slot = shard.load(i);
             if !occupied(slot) {
                 return Scan::Empty;
             }
@@ -536,20 +605,34 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// a key goes to its second window only when its first has no empty slot; so a key sits
     /// before the first empty slot of its first window, or, if that window is full, in its
     /// second window before the first empty slot there.
-    #[inline]
+    #[inline(always)]
     fn find(&self, shard: ShardRef<'_>, windows: Windows, code: u64) -> Found {
-        match self.scan(shard, windows.first, code) {
+        match self.scan(shard, windows.first, WINDOW, code) {
             Scan::Hit(i, slot) => Found::Hit(i, slot),
             Scan::Empty => Found::Miss,
-            Scan::Full => match self.scan(shard, windows.second, code) {
-                Scan::Hit(i, slot) => Found::Hit(i, slot),
-                Scan::Empty | Scan::Full => Found::Miss,
-            },
+            Scan::Full => self.find_beyond(shard, windows, code),
         }
     }
 
+    /// The second window, for keys whose first window was full when they arrived: rare at
+    /// the designed load, so out of line to keep the hot path small.
+    #[cold]
+    #[inline(never)]
+    fn find_beyond(&self, shard: ShardRef<'_>, windows: Windows, code: u64) -> Found {
+        match self.scan(shard, windows.second(), WINDOW, code) {
+            Scan::Hit(i, slot) => Found::Hit(i, slot),
+            Scan::Empty | Scan::Full => Found::Miss,
+        }
+    }
+
+    /// The check with the concrete algorithm: find the key's slot, read the clock, CAS.
     #[inline]
-    fn check_at(&self, code: u64, cost: u64) -> Result<Decision, CheckError> {
+    fn check_with<G: Algorithm>(
+        &self,
+        algorithm: &G,
+        code: u64,
+        cost: u64,
+    ) -> Result<Decision, CheckError> {
         let (shard, windows) = self.locate(code);
         let mut found = self.find(shard, windows, code);
         // The clock is read once, after the slot: its latency then overlaps the slot's load
@@ -559,18 +642,12 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         loop {
             match found {
                 Found::Hit(i, mut slot) => loop {
-                    let t = self.algorithm.decide(state_of(slot), now, cost)?;
+                    let t = algorithm.decide(state_of(slot), now, cost)?;
                     let Some(next) = t.next else {
                         return Ok(t.decision);
                     };
-                    // Relaxed: key and state are one word, so the CAS alone decides; nothing
-                    // else is published through it.
-                    match shard.slots[i].compare_exchange(
-                        slot,
-                        pack(code, next),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
+                    // Key and state are one word, so the CAS also re-asserts the key.
+                    match shard.swap(i, slot, pack(code, next)) {
                         Ok(_) => return Ok(t.decision),
                         Err(actual) if occupied(actual) && key_of(actual) == code => slot = actual,
                         // The slot was reclaimed or cleared: look the key up again.
@@ -580,9 +657,11 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 Found::Miss => {
                     if cost == 0 {
                         // A peek at an unknown key: fresh, and nothing to store.
-                        return self.algorithm.decide(0, now, 0).map(|t| t.decision);
+                        return algorithm.decide(0, now, 0).map(|t| t.decision);
                     }
-                    if let Some(decision) = self.insert(shard, windows, code, now, cost)? {
+                    if let Some(decision) =
+                        self.insert(algorithm, shard, windows, code, now, cost)?
+                    {
                         return Ok(decision);
                     }
                 }
@@ -594,15 +673,16 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// Places a new key, charging its first check. `Ok(None)` means the key turned out to be
     /// present after all: go round the lock-free path again.
     #[cold]
-    fn insert(
+    fn insert<G: Algorithm>(
         &self,
+        algorithm: &G,
         shard: ShardRef<'_>,
         windows: Windows,
         code: u64,
         now: u64,
         cost: u64,
     ) -> Result<Option<Decision>, CheckError> {
-        let fresh = self.algorithm.decide(0, now, cost)?;
+        let fresh = algorithm.decide(0, now, cost)?;
         let Some(next) = fresh.next else {
             return Ok(Some(fresh.decision));
         };
@@ -611,14 +691,16 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             // Under the lock no other thread adds or replaces keys in this shard, so these
             // scans see the shard's key set as it stands.
             let mut pick = Pick::default();
-            let placed = match self.survey(shard, windows.first, code, now, &mut pick) {
+            let placed = match self.survey(algorithm, shard, windows.first, code, now, &mut pick) {
                 Survey::Present => return Ok(None),
                 Survey::Empty(i, slot) => Some((i, slot, false)),
-                Survey::Full => match self.survey(shard, windows.second, code, now, &mut pick) {
-                    Survey::Present => return Ok(None),
-                    Survey::Empty(i, slot) => Some((i, slot, false)),
-                    Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
-                },
+                Survey::Full => {
+                    match self.survey(algorithm, shard, windows.second(), code, now, &mut pick) {
+                        Survey::Present => return Ok(None),
+                        Survey::Empty(i, slot) => Some((i, slot, false)),
+                        Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
+                    }
+                }
             };
             let (i, slot, evicting) = match placed {
                 Some(p) => p,
@@ -632,11 +714,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                     }
                 }
             };
-            // Relaxed: one self-contained word; the lock release publishes it to inserters.
-            if shard.slots[i]
-                .compare_exchange(slot, pack(code, next), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
+            // The lock's release publishes the new key to later inserters.
+            if shard.swap(i, slot, pack(code, next)).is_ok() {
                 if !occupied(slot) {
                     bump(&shard.occupied);
                 } else if evicting {
@@ -652,8 +731,9 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// One window's worth of insert candidates: stops at the key or the first empty slot, and
     /// notes the first reclaimable and the stalest occupied slot on the way.
-    fn survey(
+    fn survey<G: Algorithm>(
         &self,
+        algorithm: &G,
         shard: ShardRef<'_>,
         start: usize,
         code: u64,
@@ -663,9 +743,9 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         let n = self.slots_per_shard;
         let mut i = start;
         for _ in 0..WINDOW {
-            // Relaxed: writes by earlier lock holders are visible through the lock's acquire;
-            // lock-free updaters only change states, which the claiming CAS re-checks.
-            let slot = shard.slots[i].load(Ordering::Relaxed);
+            // Writes by earlier lock holders are visible through the lock's acquire; lock-free
+            // updaters only change states, which the claiming CAS re-checks.
+            let slot = shard.load(i);
             if !occupied(slot) {
                 // Empty beats reclaimable: reusing a fresh key's slot loses nothing, but the
                 // displaced key, when it returns, would displace another in turn.
@@ -674,7 +754,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             if key_of(slot) == code {
                 return Survey::Present;
             }
-            let wait = self.algorithm.reset_after(state_of(slot), now);
+            let wait = algorithm.reset_after(state_of(slot), now);
             if wait == 0 && pick.reclaimable.is_none() {
                 pick.reclaimable = Some((i, slot));
             }
@@ -687,5 +767,20 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             }
         }
         Survey::Full
+    }
+}
+
+/// One check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
+struct Check<'a, K: ?Sized, A, C> {
+    table: &'a KeyedLimiter<K, A, C>,
+    code: u64,
+    cost: u64,
+}
+
+impl<K: Key + ?Sized, A: Algorithm, C: Clock> AlgorithmWork for Check<'_, K, A, C> {
+    type Output = Result<Decision, CheckError>;
+    #[inline]
+    fn run<G: Algorithm>(self, algorithm: &G) -> Self::Output {
+        self.table.check_with(algorithm, self.code, self.cost)
     }
 }

@@ -15,14 +15,27 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(all(not(loom), feature = "alloc"))]
-pub(crate) use portable_atomic::AtomicU128;
+pub(crate) use self::wide::{AtomicU128, Wide};
 
 #[cfg(all(loom, feature = "alloc"))]
-pub(crate) use self::loom_u128::AtomicU128;
+pub(crate) use self::loom_u128::{AtomicU128, Wide};
+
+#[cfg(all(not(loom), feature = "alloc"))]
+mod wide;
 
 #[cfg(all(loom, feature = "alloc"))]
 mod loom_u128 {
     use super::Ordering;
+
+    /// Under loom there is only one way to do a 128-bit operation.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Wide;
+
+    impl Wide {
+        pub(crate) fn detect() -> Self {
+            Wide
+        }
+    }
 
     /// A loom-modelled stand-in for `portable_atomic::AtomicU128` (the subset the table uses).
     #[derive(Debug)]
@@ -38,7 +51,7 @@ mod loom_u128 {
                 Err(poisoned) => poisoned.into_inner(),
             }
         }
-        pub(crate) fn load(&self, _: Ordering) -> u128 {
+        pub(crate) fn load(&self, _: Wide, _: Ordering) -> u128 {
             *self.lock()
         }
         pub(crate) fn store(&self, v: u128, _: Ordering) {
@@ -46,6 +59,7 @@ mod loom_u128 {
         }
         pub(crate) fn compare_exchange(
             &self,
+            _: Wide,
             current: u128,
             new: u128,
             _: Ordering,
