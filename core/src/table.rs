@@ -18,7 +18,8 @@
 //! * **No usable slot** in either window: the [`OverflowPolicy`] decides.
 //!
 //! Memory is fixed at construction: `ceil(capacity * 3 / 2)` slots of 16 bytes (24 bytes per
-//! key of capacity), spread over the shards, each shard's header on its own cache line. Filled
+//! key of capacity), spread over the shards and rounded up to whole 64-byte groups per shard,
+//! each shard's header on its own cache line. Filled
 //! to exactly `capacity` distinct live keys, a handful per million find both windows full
 //! (measured at one million keys; see BENCHMARKS.md).
 
