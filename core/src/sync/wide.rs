@@ -3,8 +3,8 @@
 //! `portable_atomic::AtomicU128` is correct everywhere, but on `x86_64` it picks its
 //! instructions at run time through a function pointer, so every slot load and every slot CAS
 //! is an indirect call the compiler cannot inline or schedule around. The table's hot path does
-//! one to five of them per check, so on `x86_64` this wrapper issues the two instructions
-//! itself once it has checked, once per process, that the CPU makes them atomic:
+//! one load per probed slot and one CAS per check, so on `x86_64` this wrapper issues the two
+//! instructions itself once it has checked, once per process, that the CPU makes them atomic:
 //!
 //! * `lock cmpxchg16b` for compare-exchange (needs CPUID `CX16`);
 //! * an aligned 16-byte `movdqa` for loads, which the Intel and AMD manuals guarantee to be a
