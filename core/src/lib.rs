@@ -39,6 +39,7 @@ extern crate alloc;
 pub(crate) mod sync;
 
 pub mod algorithm;
+pub mod backend;
 pub mod cell;
 pub mod clock;
 pub mod decision;
@@ -59,6 +60,7 @@ pub use algorithm::{
     Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, Transition, Unlimited,
     MAX_NOW, STATE_BITS,
 };
+pub use backend::{AsyncLimiter, ErrorKind, LimiterError};
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};
 pub use decision::{CheckError, Decision};
