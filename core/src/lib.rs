@@ -47,11 +47,13 @@ mod divisor;
 pub mod fixed_window;
 pub mod gcra;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod key;
 pub mod limiter;
 pub mod rate;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod table;
 pub mod token_bucket;
 mod window;
@@ -67,10 +69,12 @@ pub use decision::{CheckError, Decision};
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use table::{KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats};
 pub use token_bucket::TokenBucket;
