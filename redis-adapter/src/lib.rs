@@ -72,15 +72,21 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
+mod connection;
 mod error;
+mod keys;
 mod limiter;
+mod near_cache;
+mod reply;
 mod scripts;
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
 
+pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource};
+pub use connection::Target;
 pub use error::RedisLimiterError;
-pub use limiter::{
-    NearCacheStats, RedisAlgorithm, RedisLimiter, RedisLimiterBuilder, Target, TimeSource,
-};
+pub use limiter::RedisLimiter;
+pub use near_cache::NearCacheStats;
 pub use traffik_core::{Decision, Rate};

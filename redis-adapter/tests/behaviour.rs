@@ -27,7 +27,7 @@ async fn key_names_carry_prefix_and_hash_tag() {
     let server = RedisServer::start();
     let l = limiter(&server, Rate::per_second(5), RedisAlgorithm::Gcra).await;
     assert_eq!(l.redis_key(b"user:1"), b"t:{user:1}:gcra".to_vec());
-    l.check("user:1", 1).await.unwrap();
+    assert!(l.check("user:1", 1).await.unwrap().is_allowed());
     assert_eq!(server.raw(&["EXISTS", "t:{user:1}:gcra"]).trim(), ":1");
     let bad = RedisLimiter::builder(server.url())
         .rate(Rate::per_second(5))
@@ -130,7 +130,7 @@ async fn idle_keys_expire_by_themselves() {
     let server = RedisServer::start();
     for alg in support::ALL_ALGORITHMS {
         let l = limiter(&server, Rate::from_nanos(2, 150 * MS).unwrap(), alg).await;
-        l.check("idle", 2).await.unwrap();
+        assert!(l.check("idle", 2).await.unwrap().is_allowed(), "{alg:?}");
         let name = String::from_utf8(l.redis_key(b"idle")).unwrap();
         assert_eq!(server.raw(&["EXISTS", &name]).trim(), ":1", "{alg:?}");
     }
@@ -186,7 +186,7 @@ async fn noscript_after_restart_and_flush_is_retried_transparently() {
         "EVALSHA, NOSCRIPT, then EVAL"
     );
     // After EVAL the script is cached again: one round trip.
-    l.check("k", 1).await.unwrap();
+    assert_eq!(l.check("k", 1).await.unwrap().remaining(), 7);
     assert_eq!(l.stats().round_trips - before, 3);
     server.raw(&["SCRIPT", "FLUSH"]);
     let batch = l.check_many(&[("k", 1), ("other", 2)]).await;
@@ -234,7 +234,7 @@ async fn concurrent_tasks_never_over_admit() {
             }));
         }
         for t in tasks {
-            t.await.unwrap();
+            let _decision = t.await.unwrap();
         }
         let left = limiters[0].peek("hot").await.unwrap().remaining();
         assert_eq!(left, 0, "{alg:?}");
@@ -319,7 +319,7 @@ async fn near_cache_answers_denied_keys_locally() {
         .await
         .unwrap();
     let t0 = 1_000 * 1_000 * MS;
-    l.check_at("x", 2, t0).await.unwrap();
+    assert!(l.check_at("x", 2, t0).await.unwrap().is_allowed());
     let denied = l.check_at("x", 1, t0).await.unwrap();
     let hits = l.stats().hits;
     let cached = l.check_at("x", 1, t0 + 100 * MS).await.unwrap();
@@ -360,7 +360,7 @@ async fn unreachable_server_fails_fast_never_allows() {
         .build()
         .await
         .unwrap();
-    l.check("k", 1).await.unwrap();
+    assert!(l.check("k", 1).await.unwrap().is_allowed());
     server.kill();
     for _ in 0..5 {
         let t = Instant::now();
