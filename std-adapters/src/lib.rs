@@ -20,10 +20,36 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod builder;
 pub mod clock;
 
 pub use builder::{builder, BuildError, Builder, DirectLimiter, IntoRate, RateLimiter};
 pub use clock::QuantaClock;
-pub use traffik_core::*;
+
+/// The whole engine, for its modules and anything not re-exported below (for example
+/// `traffik::traffik_core::table::WINDOW`).
+pub use traffik_core;
+
+// The engine's API, item by item (not a glob, so what this crate exports is written here).
+
+// Rates.
+pub use traffik_core::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+// Algorithms, the runtime-chosen one, and what a custom algorithm implements.
+pub use traffik_core::{
+    Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, FixedWindow, Gcra,
+    LeakyBucket, SlidingWindowCounter, TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
+};
+// Decisions and errors.
+pub use traffik_core::{CheckError, Decision};
+// Clocks (the real one is [`QuantaClock`] above).
+pub use traffik_core::{Clock, ManualClock};
+// One key: a limiter and the atomic state cell under it.
+pub use traffik_core::{Limiter, StateCell};
+// Many keys: the sharded table and its keys.
+pub use traffik_core::{
+    Hashed, Key, KeyHasher, KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats,
+};
+// The contract every backend (in-process table, Redis, ...) implements.
+pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};

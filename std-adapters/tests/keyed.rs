@@ -115,7 +115,7 @@ fn overflow_policies() {
         let slots = t.stats().slots;
         assert_eq!(
             slots,
-            traffik::table::WINDOW,
+            traffik::traffik_core::table::WINDOW,
             "a one-shard table has one probe window of slots"
         );
         // Fill every slot with a non-fresh key, 1 ms apart: key 0 is then the closest to fresh.
@@ -154,7 +154,7 @@ fn overflow_policies() {
 fn fresh_slots_are_reclaimed_lazily() {
     let clock = ManualClock::new();
     let t = small_table(OverflowPolicy::Deny, &clock);
-    let slots = traffik::table::WINDOW as u64;
+    let slots = traffik::traffik_core::table::WINDOW as u64;
     for k in 0..slots {
         assert!(t.check(&k, 1).unwrap().is_allowed());
     }
