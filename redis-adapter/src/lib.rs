@@ -70,6 +70,13 @@
 //! ([`RedisLimiterError::is_indeterminate`]) and never resent, since a resend could count it
 //! twice. While Redis is unreachable, calls fail within the configured timeout.
 
+//!
+//! ## Features
+//!
+//! * `blocking` (off by default): the `blocking` module's `RedisLimiter`, a
+//!   synchronous wrapper that drives the async limiter on a runtime of its own, for programs
+//!   without tokio.
+
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
@@ -82,6 +89,7 @@ mod reply;
 mod scripts;
 
 #[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
 
 pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource};

@@ -105,7 +105,7 @@ impl RedisLimiter {
     }
 
     /// Starts a builder connecting to `target`: a `redis://` URL, a [`redis::Client`], a
-    /// [`ClusterClient`] or a [`Target`].
+    /// [`ClusterClient`](redis::cluster::ClusterClient) or a [`Target`].
     pub fn builder(target: impl Into<Target>) -> RedisLimiterBuilder {
         RedisLimiterBuilder {
             target: target.into(),
