@@ -15,6 +15,7 @@ def small(v): return bytes([0, v])
 def idle(n): return bytes([3, n])
 def check(c): return bytes([4, c])
 def reset(): return bytes([7, 0])
+def stale(periods, c): return bytes([4 | (periods << 3), c])
 
 def header(kind, limit, period, burst):
     l = (limit - 1) % 500
@@ -37,6 +38,11 @@ SEEDS = {
     "leaky-large-burst": header(1, 500, 3, 255) + check(255) + check(1) + small(1) + check(2),
     "costs-over-capacity": header(0, 2, 4, 1) + check(3) + check(4) + check(0) + check(1),
     "peeks-only": header(2, 9, 4, 8) + check(0) * 4 + small(9) + check(0),
+    # Stale readings (lagged run only): a check two or more windows behind the stored one.
+    "fixed-stale-two-windows": header(3, 10, 4, 0) + idle(4) + small(32) + check(1) * 10 + stale(2, 1) + small(2) + check(1) * 10,
+    "sliding-stale-two-windows": header(4, 10, 4, 0) + idle(4) + small(32) + check(1) * 10 + stale(2, 1) + small(2) + check(1) * 10,
+    "gcra-stale-far": header(0, 5, 4, 4) + idle(4) + idle(4) + check(5) + stale(31, 3) + check(1) + small(64) + stale(7, 2),
+    "token-stale-far": header(2, 7, 3, 6) + idle(3) + check(7) + stale(20, 4) + small(100) + check(3) + stale(1, 1),
 }
 
 def random_seed(rng, kind):
@@ -45,12 +51,20 @@ def random_seed(rng, kind):
         data += bytes([rng.randint(0, 7), rng.randint(0, 255)])
     return data
 
+def random_stale_seed(rng, kind):
+    data = header(kind, rng.randint(1, 500), rng.randint(0, 5), rng.randint(0, 255))
+    for _ in range(rng.randint(8, 32)):
+        data += bytes([rng.randint(0, 255), rng.randint(0, 255)])
+    return data
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = random.Random(20240601)
     seeds = dict(SEEDS)
     for i in range(8):
         seeds[f"random-{i:02}"] = random_seed(rng, i % 5)
+    for i in range(10):
+        seeds[f"random-stale-{i:02}"] = random_stale_seed(rng, i % 5)
     for name, data in seeds.items():
         with open(os.path.join(OUT, f"seed-{name}"), "wb") as f:
             f.write(data)

@@ -22,8 +22,10 @@ pub const STATE_BITS: u32 = 63;
 pub const MAX_NOW: u64 = 1 << 62;
 
 /// The largest burst duration (`burst * interval`) or bucket capacity accepted, so that states
-/// stay within [`STATE_BITS`].
-pub(crate) const MAX_SPAN: u64 = 1 << 62;
+/// stay within [`STATE_BITS`]: a GCRA state is at most `now + burst * interval` and a token
+/// bucket's at most `now + capacity`, both below `MAX_NOW + MAX_SPAN = 2^63` (the table's
+/// occupied bit) for every `now <= MAX_NOW`.
+pub(crate) const MAX_SPAN: u64 = (1 << 62) - 1;
 
 /// The result of applying an algorithm to a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,10 +155,16 @@ pub enum ConfigError {
     BurstOverflow,
     /// Window algorithms admit exactly `limit` per window and take no separate burst.
     BurstNotSupported,
-    /// A window limit too large to pack beside the window index in one `u64`.
+    /// A window limit too large to pack beside the window index in one `u64` (for the sliding
+    /// window counter, the largest limit also depends on the period: see its docs).
     LimitTooLarge {
-        /// The largest limit this algorithm accepts.
+        /// The largest limit this algorithm accepts for this period.
         max: u64,
+    },
+    /// A window period longer than the window algorithms accept.
+    PeriodTooLong {
+        /// The longest period accepted, in nanoseconds.
+        max_nanos: u64,
     },
 }
 
@@ -184,7 +192,10 @@ impl fmt::Display for ConfigError {
                 "window algorithms admit exactly the rate's limit per window; they take no burst",
             ),
             ConfigError::LimitTooLarge { max } => {
-                write!(f, "window limit too large to pack: at most {max}")
+                write!(f, "window limit too large to pack: at most {max} for this period")
+            }
+            ConfigError::PeriodTooLong { max_nanos } => {
+                write!(f, "window period too long: at most {max_nanos} ns")
             }
         }
     }

@@ -108,8 +108,11 @@ pub trait AsyncLimiter<K: ?Sized>: Send + Sync {
     type Error: LimiterError;
 
     /// Checks `cost` for `key`, charging it if admitted.
-    fn check(&self, key: &K, cost: u64)
-        -> impl Future<Output = Result<Decision, Self::Error>> + Send;
+    fn check(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
 
     /// What `key` has left, without charging anything.
     fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send;

@@ -1,6 +1,6 @@
 //! One key's state in one atomic word, and the CAS loop that applies an algorithm to it.
 
-use crate::algorithm::Algorithm;
+use crate::algorithm::{Algorithm, MAX_NOW};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::sync::{AtomicU64, Ordering};
@@ -33,7 +33,15 @@ impl StateCell {
         }
     }
 
-    /// Checks `cost` at `now`, charging it if admitted.
+    /// Checks `cost` at `now`, charging it if admitted. Readings past
+    /// [`MAX_NOW`](crate::MAX_NOW) count as `MAX_NOW`, the latest the algorithms are specified
+    /// for.
+    ///
+    /// `now` is read once by the caller and reused if the CAS has to retry. A reading that has
+    /// aged meanwhile (or was behind another thread's to begin with) is handled by the
+    /// algorithms themselves: a reading older than the stored state only makes the decision
+    /// stricter.
+    #[must_use = "a denied check charges nothing: act on the decision"]
     #[inline]
     pub fn apply<A: Algorithm + ?Sized>(
         &self,
@@ -44,7 +52,7 @@ impl StateCell {
         // Relaxed everywhere: the word is self-contained (it publishes no other memory), and the
         // modification order of a single atomic is total, so the CAS alone rules out lost updates.
         let current = self.state.load(Ordering::Relaxed);
-        self.run(algorithm, current, now, cost)
+        self.run(algorithm, current, now.min(MAX_NOW), cost)
     }
 
     /// The CAS loop, from a state already loaded.
@@ -75,6 +83,7 @@ impl StateCell {
 
     /// Like [`apply`](Self::apply), reading `now` from `clock` after loading the state, so the
     /// clock's latency overlaps the load instead of preceding it. One clock read per call.
+    #[must_use = "a denied check charges nothing: act on the decision"]
     #[inline]
     pub fn apply_now<A: Algorithm + ?Sized, C: Clock + ?Sized>(
         &self,
@@ -84,7 +93,7 @@ impl StateCell {
     ) -> Result<Decision, CheckError> {
         // Relaxed: see `apply`.
         let current = self.state.load(Ordering::Relaxed);
-        self.run(algorithm, current, clock.now(), cost)
+        self.run(algorithm, current, clock.now().min(MAX_NOW), cost)
     }
 
     /// What a zero-cost check would say; never writes.
@@ -92,7 +101,7 @@ impl StateCell {
     pub fn peek<A: Algorithm + ?Sized>(&self, algorithm: &A, now: u64) -> Decision {
         // Relaxed: a snapshot of one self-contained word.
         let state = self.state.load(Ordering::Relaxed);
-        match algorithm.decide(state, now, 0) {
+        match algorithm.decide(state, now.min(MAX_NOW), 0) {
             Ok(t) => t.decision,
             // Unreachable for a zero cost, but a peek must never fail: report "nothing left".
             Err(_) => Decision::deny(algorithm.capacity(), 0, 0, 0),

@@ -6,9 +6,10 @@ use core::time::Duration;
 /// A source of time for limiters: nanoseconds since an epoch the clock picks.
 ///
 /// Implementations should be monotonic non-decreasing. The algorithms are written so that a
-/// reading behind one another thread already used (as TSC readings can be, across cores) only
-/// ever makes a decision stricter, never looser, and never underflows. For the window
-/// algorithms this holds for lags under one window; cross-core TSC skew is far smaller.
+/// reading behind one another thread already used (as TSC readings can be, across cores, or as
+/// any reading is once a preempted thread resumes with it) only ever makes a decision stricter,
+/// never looser, and never underflows, however far behind it is: see each algorithm's docs and
+/// the `stale` property tests.
 pub trait Clock {
     /// Nanoseconds since this clock's epoch.
     fn now(&self) -> u64;

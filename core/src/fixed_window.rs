@@ -7,10 +7,14 @@
 //! straddles a boundary can see up to `2 * limit` (the end of one window and the start of the
 //! next).
 //!
-//! A key idle for an exact multiple of `2^index_bits` windows (at least `2^16`, and far more
-//! for ordinary limits) would see its old count again; that can only deny, never over-admit.
+//! **Stale and skewed readings.** A reading from before the stored window (any number of
+//! windows behind) is charged to the stored window, with the time it reports counted from the
+//! reading: it can only deny what an up-to-date check would admit, never admit more, and it
+//! never moves the stored window back (see the `window` module). Every limit this algorithm
+//! accepts leaves at least 2^61 ns (73 years) of window index each way, so no realistic lag or
+//! idle time is misread.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, STATE_BITS};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 use crate::window::{bits_for, Position, Windows};
@@ -47,7 +51,7 @@ impl FixedWindow {
         let count_bits = bits_for(limit);
         Ok(FixedWindow {
             limit,
-            windows: Windows::new(period, STATE_BITS - count_bits),
+            windows: Windows::new(period, 1, count_bits, MAX_LIMIT)?,
             count_bits,
         })
     }
@@ -63,12 +67,22 @@ impl FixedWindow {
     /// `(window index, count, nanoseconds until that window ends)` as seen from `now`.
     #[inline]
     fn view(&self, state: u64, now: u64) -> (u64, u64, u64) {
-        let (stored, count) = self.unpack(state);
         let (current, offset) = self.windows.locate(now);
         let period = self.windows.period;
+        // Fresh in any window (a stored state always has a non-zero count), including the
+        // window whose truncated index wraps to the fresh state's index 0.
+        if state == 0 {
+            return (current, 0, period - offset);
+        }
+        let (stored, count) = self.unpack(state);
         match self.windows.position(stored, current) {
             Position::Same => (current, count, period - offset),
-            Position::Behind => (stored, count, 2 * period - offset),
+            // The stored window, which ends `behind + 1` windows after this one starts.
+            Position::Behind(behind) => (
+                stored,
+                count,
+                self.windows.lead(behind, offset).saturating_add(period),
+            ),
             Position::Next | Position::Stale => (current, 0, period - offset),
         }
     }

@@ -12,10 +12,17 @@
 //! its count `A`) and the head of window `k + 1`, where admissions are held to
 //! `limit - A * (1 - overlap)`; together that is below `limit + A <= 2 * limit`.
 //!
-//! As for [`FixedWindow`](crate::FixedWindow), the window index is stored truncated (here to at
-//! least 17 bits); an exact alias after `2^bits` idle windows can only deny, never over-admit.
+//! **Stale and skewed readings.** As for [`FixedWindow`](crate::FixedWindow), a reading from
+//! before the stored window (any number of windows behind) is charged to the stored window with
+//! both its counts at full weight, so it can only be stricter, and the stored window never
+//! moves back. The window index is stored truncated beside two counts; a limit is accepted only
+//! if the index still spans 2^50 ns (about 13 days) each way at its period: up to 2^23 - 1 for
+//! periods of 2^34 ns (about 17 s) or more, and `2^b - 1` for periods of at least `2^(2b - 12)`
+//! ns below that (for example up to 1,048,575 per 2^28 ns, about 0.27 s, or 65,535 per 2^20 ns,
+//! about 1.05 ms). A larger limit on a shorter period is `ConfigError::LimitTooLarge` naming the
+//! largest that fits.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, STATE_BITS};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
 use crate::decision::{CheckError, Decision};
 use crate::rate::Rate;
 use crate::window::{bits_for, Position, Windows};
@@ -64,7 +71,7 @@ impl SlidingWindowCounter {
         let count_bits = bits_for(limit);
         Ok(SlidingWindowCounter {
             limit,
-            windows: Windows::new(period, STATE_BITS - 2 * count_bits),
+            windows: Windows::new(period, 2, count_bits, MAX_LIMIT)?,
             count_bits,
         })
     }
@@ -76,7 +83,14 @@ impl SlidingWindowCounter {
         let previous = (state >> self.count_bits) & mask;
         let current = state & mask;
         let (index, offset) = self.windows.locate(now);
-        match self.windows.position(stored, index) {
+        // Fresh in any window (a stored state always has a non-zero current count), including
+        // the window whose truncated index wraps to the fresh state's index 0.
+        let position = if state == 0 {
+            Position::Stale
+        } else {
+            self.windows.position(stored, index)
+        };
+        match position {
             Position::Same => View {
                 index,
                 previous,
@@ -91,12 +105,12 @@ impl SlidingWindowCounter {
                 offset,
                 lead: 0,
             },
-            Position::Behind => View {
+            Position::Behind(behind) => View {
                 index: stored,
                 previous,
                 current,
                 offset: 0,
-                lead: self.windows.period - offset,
+                lead: self.windows.lead(behind, offset),
             },
             Position::Stale => View {
                 index,
@@ -156,10 +170,11 @@ impl SlidingWindowCounter {
     #[inline]
     fn until_fresh(&self, v: &View, current: u64) -> u64 {
         let to_next = self.windows.period - v.offset;
+        // Saturating: `lead` is only huge for a misread idle key (see the `window` module).
         if current > 0 {
-            v.lead + to_next + self.windows.period
+            v.lead.saturating_add(to_next + self.windows.period)
         } else if v.previous > 0 {
-            v.lead + to_next
+            v.lead.saturating_add(to_next)
         } else {
             0
         }
@@ -191,7 +206,7 @@ impl Algorithm for SlidingWindowCounter {
             let decision = Decision::deny(
                 self.limit,
                 available,
-                v.lead + self.wait(&v, cost),
+                v.lead.saturating_add(self.wait(&v, cost)),
                 self.until_fresh(&v, v.current),
             );
             Ok(Transition::keep(decision))

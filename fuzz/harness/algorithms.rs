@@ -4,7 +4,7 @@
 // Included with `#[path]` by the cargo-fuzz target and by the stable corpus replay test; it
 // expects `reference.rs` to be included beside it as `reference`.
 
-use super::reference::{check_period_bound, differential, Op, Spec};
+use super::reference::{check_period_bound, differential, lagged, LagOp, Op, Spec};
 use traffik_core::Rate;
 
 const PERIODS: [u64; 6] = [1, 1_000, 999_983, 3_000_007, 1_000_000_000, 60_000_000_000];
@@ -22,10 +22,13 @@ pub fn algorithm_ops(data: &[u8]) {
     let spec = Spec::from_parts(*kind, rate, burst);
     let capacity = spec.burst().unwrap_or(limit);
     let mut ops = Vec::with_capacity(rest.len() / 2);
+    // The same run with stale readings: the tag's high bits, when set, make a check lag by
+    // that many periods and a fraction (up to 31 periods behind).
+    let mut lag_ops = Vec::with_capacity(rest.len() / 2);
     let mut resets = false;
     for pair in rest.chunks_exact(2) {
         let (tag, val) = (pair[0], u64::from(pair[1]));
-        ops.push(match tag % 8 {
+        let op = match tag % 8 {
             // Small steps (fractions of a period) and occasional long idles.
             0..=2 => Op::Advance(period / 64 * val + val),
             3 => Op::Advance(period.saturating_mul(val % 5)),
@@ -34,10 +37,20 @@ pub fn algorithm_ops(data: &[u8]) {
                 Op::Reset
             }
             _ => Op::Check(val % (capacity + 2)),
+        };
+        ops.push(op);
+        lag_ops.push(match op {
+            Op::Advance(dt) => LagOp::Advance(dt),
+            Op::Reset => LagOp::Reset,
+            Op::Check(cost) => LagOp::Check {
+                lag: period.saturating_mul(u64::from(tag >> 3)) + period / 256 * val,
+                cost,
+            },
         });
     }
     let admitted = differential(spec, &ops);
     if !resets {
         check_period_bound(spec, &admitted);
     }
+    lagged(spec, &lag_ops);
 }

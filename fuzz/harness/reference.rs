@@ -510,3 +510,105 @@ pub fn check_period_bound(spec: Spec, admitted: &[(u64, u64)]) {
         );
     }
 }
+
+/// One step of a run whose checks may carry a stale clock reading.
+#[derive(Clone, Copy, Debug)]
+pub enum LagOp {
+    Advance(u64),
+    /// A check whose reading is `lag` nanoseconds behind the latest time.
+    Check {
+        lag: u64,
+        cost: u64,
+    },
+    Reset,
+}
+
+/// Runs `ops` through the packed algorithm with readings that lag the latest time by any
+/// amount, and panics unless a stale reading only ever makes things stricter:
+///
+/// * a decision at a stale reading is no looser than one at the latest time from the same state
+///   (admitted only if that one is, and no more remaining);
+/// * a denial's `retry_after`, counted from the stale reading, is exact;
+/// * a stale admission leaves every later decision at least as strict as not checking at all
+///   (probed over several periods, for a unit cost and the full capacity);
+/// * the documented bound per period holds, counting each admission at its effective time: its
+///   reading, or for the window algorithms the start of the window it was charged to when the
+///   reading was behind it.
+pub fn lagged(spec: Spec, ops: &[LagOp]) {
+    let alg = spec.packed();
+    let period = spec.period();
+    let cap = alg.capacity();
+    let windowed = matches!(spec, Spec::FixedWindow { .. } | Spec::SlidingWindow { .. });
+    let allowed =
+        |state: u64, t: u64, c: u64| alg.decide(state, t, c).unwrap().decision.is_allowed();
+    let remaining = |state: u64, t: u64| alg.decide(state, t, 0).unwrap().decision.remaining();
+    let mut state = 0u64;
+    let mut now = 0u64;
+    let mut admitted: Vec<(u64, u64)> = Vec::new();
+    // The latest reading admitted: for the window algorithms, its window is the stored one.
+    let mut latest: Option<u64> = None;
+    let mut resets = false;
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            LagOp::Advance(dt) => now = now.saturating_add(dt),
+            LagOp::Reset => {
+                state = 0;
+                latest = None;
+                resets = true;
+            }
+            LagOp::Check { lag, cost } => {
+                let reading = now.saturating_sub(lag);
+                let Ok(t) = alg.decide(state, reading, cost) else {
+                    assert!(cost > cap, "op {i}: only an oversized cost may fail");
+                    continue;
+                };
+                let d = t.decision;
+                let up_to_date = alg.decide(state, now, cost).unwrap().decision;
+                assert!(
+                    !d.is_allowed() || up_to_date.is_allowed(),
+                    "op {i} {op:?}: admitted at {reading} but not at {now} ({spec:?})"
+                );
+                assert!(
+                    remaining(state, reading) <= remaining(state, now),
+                    "op {i} {op:?}: more remaining at {reading} than at {now} ({spec:?})"
+                );
+                if d.is_denied() {
+                    assert!(t.next.is_none(), "op {i}: a denial wanted a write");
+                    let at = reading + d.retry_after_nanos();
+                    assert!(
+                        allowed(state, at, cost),
+                        "op {i} {op:?}: retry_after too short"
+                    );
+                    assert!(
+                        !allowed(state, at - 1, cost),
+                        "op {i} {op:?}: retry_after too long"
+                    );
+                    continue;
+                }
+                let Some(next) = t.next else { continue };
+                for probe in [0, period / 3, period, 2 * period + 1, 5 * period] {
+                    let at = now.saturating_add(probe);
+                    for c in [1, cap] {
+                        assert!(
+                            !allowed(next, at, c) || allowed(state, at, c),
+                            "op {i} {op:?}: the admission at {reading} loosened a check of {c} \
+                             at {at} ({spec:?})"
+                        );
+                    }
+                    assert!(remaining(next, at) <= remaining(state, at));
+                }
+                let effective = match (windowed, latest) {
+                    (true, Some(l)) => reading.max(l / period * period),
+                    _ => reading,
+                };
+                admitted.push((effective, cost));
+                latest = Some(latest.map_or(reading, |l| l.max(reading)));
+                state = next;
+            }
+        }
+    }
+    if !resets {
+        admitted.sort_unstable();
+        check_period_bound(spec, &admitted);
+    }
+}
