@@ -35,7 +35,7 @@ fn existing_keys(c: &mut Criterion) {
         .unwrap();
     for k in 0..KEYS {
         gov.check_key(&k).unwrap();
-        ours.check(&k, 1).unwrap();
+        let _ = ours.check(&k, 1).unwrap();
     }
     let mut g = c.benchmark_group("keyed/u64-manual");
     let mut k = 0u64;
@@ -50,7 +50,7 @@ fn existing_keys(c: &mut Criterion) {
         b.iter(|| {
             clock.advance_nanos(1_000);
             k = (k + 7919) % KEYS;
-            black_box(ours.check(&k, 1).unwrap());
+            let _ = black_box(ours.check(&k, 1).unwrap());
         })
     });
     g.finish();
@@ -64,7 +64,7 @@ fn existing_keys(c: &mut Criterion) {
         .unwrap();
     for k in 0..KEYS {
         gov.check_key(&k).unwrap();
-        ours.check(&k, 1).unwrap();
+        let _ = ours.check(&k, 1).unwrap();
     }
     let mut g = c.benchmark_group("keyed/u64-real");
     g.bench_function("governor", |b| {
@@ -76,7 +76,7 @@ fn existing_keys(c: &mut Criterion) {
     g.bench_function("traffik", |b| {
         b.iter(|| {
             k = (k + 7919) % KEYS;
-            black_box(ours.check(&k, 1).unwrap());
+            let _ = black_box(ours.check(&k, 1).unwrap());
         })
     });
     g.finish();
@@ -91,7 +91,7 @@ fn existing_keys(c: &mut Criterion) {
         .unwrap();
     for a in &ips {
         gov.check_key(a).unwrap();
-        ours.check(a, 1).unwrap();
+        let _ = ours.check(a, 1).unwrap();
     }
     let mut g = c.benchmark_group("keyed/ipaddr-real");
     let mut i = 0usize;
@@ -104,7 +104,7 @@ fn existing_keys(c: &mut Criterion) {
     g.bench_function("traffik", |b| {
         b.iter(|| {
             i = (i + 7919) % ips.len();
-            black_box(ours.check(&ips[i], 1).unwrap());
+            let _ = black_box(ours.check(&ips[i], 1).unwrap());
         })
     });
     g.finish();
@@ -119,7 +119,7 @@ fn existing_keys(c: &mut Criterion) {
         .unwrap();
     for k in 0..KEYS {
         let _ = gov.check_key(&k);
-        ours.check(&k, 1).unwrap();
+        let _ = ours.check(&k, 1).unwrap();
     }
     let mut g = c.benchmark_group("keyed/u64-mostly-deny");
     g.bench_function("governor", |b| {
@@ -131,7 +131,7 @@ fn existing_keys(c: &mut Criterion) {
     g.bench_function("traffik", |b| {
         b.iter(|| {
             k = (k + 7919) % KEYS;
-            black_box(ours.check(&k, 1).unwrap());
+            let _ = black_box(ours.check(&k, 1).unwrap());
         })
     });
     g.finish();
@@ -162,7 +162,7 @@ fn threads(c: &mut Criterion) {
         .unwrap();
     for k in 0..KEYS {
         gov.check_key(&k).unwrap();
-        ours.check(&k, 1).unwrap();
+        let _ = ours.check(&k, 1).unwrap();
     }
     // Each thread works its own half of the key space ("distinct"), or all on key 0 ("shared").
     // Reported time is per check per thread, so equal times mean perfect scaling.
@@ -172,7 +172,7 @@ fn threads(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 threaded(n, iters, &|t, i| {
                     let k = (i * 7919 % (KEYS / 2)) * 2 + t;
-                    black_box(ours.check(&k, 1).unwrap());
+                    let _ = black_box(ours.check(&k, 1).unwrap());
                 })
             })
         });
@@ -187,7 +187,7 @@ fn threads(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("traffik-shared", n), |b| {
             b.iter_custom(|iters| {
                 threaded(n, iters, &|_, _| {
-                    black_box(ours.check(&0, 1).unwrap());
+                    let _ = black_box(ours.check(&0, 1).unwrap());
                 })
             })
         });
@@ -218,7 +218,7 @@ fn threads(c: &mut Criterion) {
         .collect();
     for (t, l) in own.iter().enumerate() {
         for j in 0..KEYS / 2 {
-            l.check(&(j * 2 + t as u64), 1).unwrap();
+            let _ = l.check(&(j * 2 + t as u64), 1).unwrap();
         }
     }
     let mut g = c.benchmark_group("keyed/threads-own-table");
@@ -227,7 +227,7 @@ fn threads(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 threaded(n, iters, &|t, i| {
                     let k = (i * 7919 % (KEYS / 2)) * 2 + t;
-                    black_box(own[t as usize].check(&k, 1).unwrap());
+                    let _ = black_box(own[t as usize].check(&k, 1).unwrap());
                 })
             })
         });
@@ -261,7 +261,7 @@ fn new_keys(c: &mut Criterion) {
             ours.clear();
             let start = Instant::now();
             for k in 0..iters {
-                black_box(ours.check(&k, 1).unwrap());
+                let _ = black_box(ours.check(&k, 1).unwrap());
             }
             start.elapsed()
         })
@@ -276,7 +276,7 @@ fn new_keys(c: &mut Criterion) {
                 .unwrap();
             ours.clear();
             threaded(2, iters, &|t, i| {
-                black_box(ours.check(&(i * 2 + t), 1).unwrap());
+                let _ = black_box(ours.check(&(i * 2 + t), 1).unwrap());
             })
         })
     });

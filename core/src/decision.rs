@@ -19,6 +19,7 @@ use core::time::Duration;
 /// assert_eq!(d.retry_after(), Duration::from_millis(250));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a denied check charges nothing and must be acted on: check `is_allowed()`"]
 pub struct Decision {
     allowed: bool,
     limit: u64,

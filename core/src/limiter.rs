@@ -39,6 +39,7 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     }
 
     /// Checks `cost` now, charging it if admitted. A cost of zero is a [`peek`](Self::peek).
+    #[must_use = "a denied check charges nothing: act on the decision"]
     #[inline]
     pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
         self.algorithm.dispatch(Check {

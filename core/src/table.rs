@@ -454,6 +454,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     /// Checks `cost` for `key` now, charging it if admitted. A cost of zero is a peek.
+    #[must_use = "a denied check charges nothing: act on the decision"]
     #[inline]
     pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
         self.check_at(key.encode(&self.hasher), cost)
