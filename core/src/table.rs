@@ -8,14 +8,23 @@
 //!
 //! * **Existing key** (the hot path): hash, probe the key's window of at most [`WINDOW`] slots
 //!   (and a second window only if the first is full), CAS the state. No lock of any kind.
-//! * **New key**: under the shard's insert lock (a spin lock held for one short scan and one
-//!   CAS), take the first empty slot of the key's first window; if that window is full, the
-//!   first empty slot of a second, independently hashed window in the same shard; if both are
-//!   full, a slot whose state is already equivalent to fresh (reclaimed lazily: no background
-//!   thread). Serialising inserts per shard is what stops two threads from placing the same new
-//!   key in two slots (each could see a different slot as usable, since freshness depends on
-//!   each thread's clock reading); checks of existing keys never touch the lock.
-//! * **No usable slot** in either window: the [`OverflowPolicy`] decides.
+//! * **New key, lock-free**: claim the first empty slot of the key's first window with one CAS;
+//!   if that window is full, the first empty slot of a second, independently hashed window in
+//!   the same shard. Slots never go from occupied back to empty (only [`clear`] empties them),
+//!   so every thread placing the same key races for the same first empty slot, and the CAS
+//!   lets exactly one win; the others find the key there on their next scan.
+//! * **New key, both windows full**: under the shard's reuse lock, a slot whose state is
+//!   already equivalent to fresh (reclaimed lazily: no background thread), or whatever the
+//!   [`OverflowPolicy`] says. Reuse takes a slot from another key, and which slot is reusable
+//!   depends on each thread's clock reading, so two threads could pick different slots for the
+//!   same key: the lock serialises reuse per shard. Its holder scans two windows and does one
+//!   CAS; waiters spin with exponential backoff.
+//!
+//! So checks of existing keys and placements of new keys in a table with room never wait for
+//! another thread; only reuse of slots in a full neighbourhood does (a thread preempted while
+//! holding a shard's lock delays other reuses in that shard until it runs again).
+//!
+//! [`clear`]: KeyedLimiter::clear
 //!
 //! Memory is fixed at construction: `ceil(capacity * 3 / 2)` slots of 16 bytes (24 bytes per
 //! key of capacity), spread over the shards and rounded up to whole 64-byte groups per shard,
@@ -23,7 +32,7 @@
 //! to exactly `capacity` distinct live keys, a handful per million find both windows full
 //! (measured at one million keys; see BENCHMARKS.md).
 
-use crate::algorithm::{Algorithm, AlgorithmWork, MAX_NOW};
+use crate::algorithm::{Algorithm, AlgorithmWork, Transition, MAX_NOW};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::{Key, KeyHasher};
@@ -52,6 +61,9 @@ struct Group([AtomicU128; GROUP]);
 
 const OCCUPIED: u64 = 1 << 63;
 
+/// Most pause hints between two looks at a held reuse lock.
+const MAX_BACKOFF: u32 = 64;
+
 /// What to do when a new key finds no empty or reclaimable slot in its probe window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -69,12 +81,13 @@ pub enum OverflowPolicy {
     EvictStalest,
 }
 
-/// How to build a [`KeyedLimiter`].
+/// How to build a [`KeyedLimiter`]: start from [`TableConfig::new`] and set fields.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct TableConfig {
     /// Keys the table must hold (before load-factor slack). At least 1.
     pub capacity: usize,
-    /// Number of shards; rounded up to a power of two. More shards spread insert locks and
+    /// Number of shards; rounded up to a power of two. More shards spread reuse locks and
     /// cache lines; a few per core is plenty.
     pub shards: usize,
     /// What to do when a probe window is full.
@@ -135,6 +148,7 @@ impl core::error::Error for TableError {}
 
 /// Readable counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TableStats {
     /// Slots holding a key (including keys whose state has become fresh but whose slot was
     /// not yet reused).
@@ -149,7 +163,7 @@ pub struct TableStats {
     pub reclaims: u64,
 }
 
-/// A shard's header: its insert lock and counters. Its slots live in the table's one slot
+/// A shard's header: its reuse lock and counters. Its slots live in the table's one slot
 /// array, so the hot path reaches a slot without first loading a per-shard pointer.
 struct Shard {
     lock: AtomicBool,
@@ -171,6 +185,7 @@ impl Shard {
     }
 
     fn lock(&self) -> InsertGuard<'_> {
+        let mut backoff = 1u32;
         loop {
             // Acquire: the next holder must see every slot write made under the lock before.
             if self
@@ -182,7 +197,12 @@ impl Shard {
             }
             // Relaxed: only waiting for the flag to clear; the CAS above does the ordering.
             while self.lock.load(Ordering::Relaxed) {
-                spin_hint();
+                // Exponential backoff (up to 64 pause hints between looks), so waiters leave
+                // the holder's cache line alone while it works.
+                for _ in 0..backoff {
+                    spin_hint();
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -242,7 +262,7 @@ impl Drop for InsertGuard<'_> {
     }
 }
 
-/// Adds one to a counter that only insert-lock holders write: a plain load and store, since
+/// Adds one to a counter that only reuse-lock holders write: a plain load and store, since
 /// the lock already excludes other writers (cheaper than a locked read-modify-write).
 #[inline]
 fn bump<T: Counter>(counter: &T) {
@@ -511,17 +531,36 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         self.capacity
     }
 
-    /// Forgets every key. Checks racing with `clear` may keep what they charge.
+    /// Forgets every key. Checks racing with `clear` may keep what they charge (a key placed
+    /// in a slot `clear` has already passed stays).
     pub fn clear(&self) {
         let n = self.groups_per_shard;
         for (i, shard) in self.shards.iter().enumerate() {
+            // Excludes reuse; lock-free placements and updates race with the sweep and either
+            // land before a slot is emptied (and are forgotten) or after (and are kept).
             let _guard = shard.lock();
-            for slot in self.groups[i * n..(i + 1) * n].iter().flat_map(|g| &g.0) {
-                // Relaxed: the insert lock orders this against inserters; concurrent updaters
-                // either land before (and are forgotten) or see an empty slot and re-insert.
-                slot.store(0, Ordering::Relaxed);
+            let groups = &self.groups[i * n..(i + 1) * n];
+            let slots = ShardRef {
+                head: shard,
+                groups,
+                wide: self.wide,
+            };
+            let mut emptied = 0;
+            for j in 0..n * GROUP {
+                let mut slot = slots.load(j);
+                while occupied(slot) {
+                    match slots.swap(j, slot, 0) {
+                        Ok(_) => {
+                            emptied += 1;
+                            break;
+                        }
+                        Err(actual) => slot = actual,
+                    }
+                }
             }
-            shard.occupied.store(0, Ordering::Relaxed);
+            // Relaxed: a statistic; counting what was emptied keeps placements that raced
+            // with the sweep counted.
+            shard.occupied.fetch_sub(emptied, Ordering::Relaxed);
         }
     }
 
@@ -688,10 +727,66 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
         let Some(next) = fresh.next else {
             return Ok(Some(fresh.decision));
         };
+        // Lock-free: the first empty slot of the first window, or of the second if the first
+        // is full. A failed CAS means another thread took that slot: look again.
+        loop {
+            let empty = match self.first_empty(shard, windows.first, code) {
+                Survey::Present => return Ok(None),
+                Survey::Empty(i, slot) => (i, slot),
+                Survey::Full => match self.first_empty(shard, windows.second(), code) {
+                    Survey::Present => return Ok(None),
+                    Survey::Empty(i, slot) => (i, slot),
+                    Survey::Full => break,
+                },
+            };
+            if shard.swap(empty.0, empty.1, pack(code, next)).is_ok() {
+                // Relaxed: a statistic.
+                shard.occupied.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(fresh.decision));
+            }
+        }
+        self.reuse(algorithm, shard, windows, code, now, &fresh, next)
+    }
+
+    /// Scans one window for `code` or its first empty slot, without the lock.
+    #[inline]
+    fn first_empty(&self, shard: ShardRef<'_>, start: usize, code: u64) -> Survey {
+        let n = self.slots_per_shard;
+        let mut i = start;
+        for _ in 0..WINDOW {
+            let slot = shard.load(i);
+            if !occupied(slot) {
+                return Survey::Empty(i, slot);
+            }
+            if key_of(slot) == code {
+                return Survey::Present;
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        Survey::Full
+    }
+
+    /// Both windows were full: reuse a slot under the shard's lock, or apply the overflow
+    /// policy.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn reuse<G: Algorithm>(
+        &self,
+        algorithm: &G,
+        shard: ShardRef<'_>,
+        windows: Windows,
+        code: u64,
+        now: u64,
+        fresh: &Transition,
+        next: u64,
+    ) -> Result<Option<Decision>, CheckError> {
         let _guard = shard.lock();
         loop {
-            // Under the lock no other thread adds or replaces keys in this shard, so these
-            // scans see the shard's key set as it stands.
+            // Under the lock no other thread reuses slots in this shard; lock-free placements
+            // only fill empty slots, which the claiming CAS below re-checks.
             let mut pick = Pick::default();
             let placed = match self.survey(algorithm, shard, windows.first, code, now, &mut pick) {
                 Survey::Present => return Ok(None),
@@ -716,10 +811,12 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                     }
                 }
             };
-            // The lock's release publishes the new key to later inserters.
+            // The lock's release publishes the reuse to later holders.
             if shard.swap(i, slot, pack(code, next)).is_ok() {
                 if !occupied(slot) {
-                    bump(&shard.occupied);
+                    // An empty slot (only after a `clear` raced with us).
+                    // Relaxed: a statistic.
+                    shard.occupied.fetch_add(1, Ordering::Relaxed);
                 } else if evicting {
                     bump(&shard.evictions);
                 } else {

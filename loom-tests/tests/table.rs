@@ -132,3 +132,47 @@ fn clock_now(clock: &ManualClock) -> u64 {
     use traffik_core::Clock;
     clock.now()
 }
+
+/// A lock-free placement races a locked reuse for the same key: one thread fills the window's
+/// last empty slot with another key while two threads place key 100, one of which may still
+/// see that slot empty (and claim it without the lock) while the other finds the window full
+/// (and reuses a fresh slot under the lock). Key 100 must still end in exactly one slot.
+#[test]
+fn lock_free_placement_racing_reuse_places_a_key_once() {
+    model(|| {
+        let clock = Arc::new(ManualClock::new());
+        let t = table(OverflowPolicy::Deny, &clock);
+        for k in 0..WINDOW as u64 - 1 {
+            assert!(t.check(&k, 1).unwrap().is_allowed());
+        }
+        // A second later those keys are fresh (reusable); one slot is still empty.
+        clock.set(SEC);
+        let filler = {
+            let t = Arc::clone(&t);
+            thread::spawn(move || t.check(&50, 1).unwrap().is_allowed())
+        };
+        let placers: Vec<_> = (0..2)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                thread::spawn(move || t.check(&100, 1).unwrap().is_allowed())
+            })
+            .collect();
+        assert!(filler.join().unwrap());
+        let admitted: usize = placers
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(
+            admitted, 1,
+            "burst 1 admits one of the two checks of key 100"
+        );
+        // Every placement is counted once: the first keys and the filler fill slots from
+        // empty, and key 100 either fills one too or reuses one. A second copy of key 100
+        // would make one placement more.
+        let stats = t.stats();
+        assert_eq!(stats.occupied, WINDOW);
+        assert_eq!(stats.occupied as u64 + stats.reclaims, WINDOW as u64 + 1);
+        assert!(t.check(&100, 1).unwrap().is_denied());
+        assert!(t.check(&50, 1).unwrap().is_denied());
+    });
+}

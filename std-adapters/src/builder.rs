@@ -175,12 +175,9 @@ impl Builder {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             TableConfig::default_shards(self.capacity, cores)
         });
-        let config = TableConfig {
-            capacity: self.capacity,
-            shards,
-            overflow: self.overflow,
-            seeds: random_seeds(),
-        };
+        let mut config = TableConfig::new(self.capacity, random_seeds());
+        config.shards = shards;
+        config.overflow = self.overflow;
         KeyedLimiter::new(algorithm, clock, config).map_err(BuildError::Table)
     }
 

@@ -54,9 +54,6 @@ mod loom_u128 {
         pub(crate) fn load(&self, _: Wide, _: Ordering) -> u128 {
             *self.lock()
         }
-        pub(crate) fn store(&self, v: u128, _: Ordering) {
-            *self.lock() = v;
-        }
         pub(crate) fn compare_exchange(
             &self,
             _: Wide,

@@ -98,12 +98,6 @@ impl AtomicU128 {
     }
 
     #[inline]
-    pub(crate) fn store(&self, v: u128, order: Ordering) {
-        // Off the hot path (table construction and `clear`): no need for a fast version.
-        self.0.store(v, order);
-    }
-
-    #[inline]
     pub(crate) fn compare_exchange(
         &self,
         wide: Wide,
