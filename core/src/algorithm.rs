@@ -29,6 +29,7 @@ pub(crate) const MAX_SPAN: u64 = (1 << 62) - 1;
 
 /// The result of applying an algorithm to a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transition {
     /// What the caller is told.
     pub decision: Decision,
@@ -270,6 +271,7 @@ pub enum AlgorithmKind {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AnyAlgorithm {
     /// See [`Gcra`].
     Gcra(Gcra),

@@ -8,12 +8,10 @@ mod reference;
 use proptest::prelude::*;
 use reference::{Model, Spec};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use traffik::{
-    AlgorithmKind, AnyAlgorithm, CheckError, Gcra, KeyedLimiter, Limiter, ManualClock,
-    OverflowPolicy, Rate, TableConfig,
+    AnyAlgorithm, CheckError, Gcra, KeyedLimiter, ManualClock, OverflowPolicy, Rate, TableConfig,
 };
 
 const MS: u64 = 1_000_000;

@@ -268,6 +268,8 @@ mod x86 {
             // Asked independently of `supported()`: std's detection for the features, CPUID
             // leaf 0 for the vendor. A VM that hides AVX must get the portable path, and a
             // capable Intel or AMD CPU the fast one (which the benchmarks assume).
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID exists on every x86_64 CPU outside SGX (excluded by the cfg).
             let v = unsafe { core::arch::x86_64::__cpuid(0) };
             let mut vendor = [0u8; 12];
             vendor[..4].copy_from_slice(&v.ebx.to_le_bytes());
