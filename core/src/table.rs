@@ -324,7 +324,8 @@ fn scale(x: u64, n: usize) -> usize {
     ((u128::from(x) * n as u128) >> 64) as usize
 }
 
-/// A rate limiter over many keys: one packed state per key in a fixed-size lock-free table.
+/// A rate limiter over many keys: one packed state per key in a fixed-size table whose checks
+/// and new-key placements take no lock (only reusing a slot does; see the [module docs](self)).
 ///
 /// Generic over the key type `K` (see [`Key`]), the [`Algorithm`] and the [`Clock`]. The
 /// `traffik` crate wraps this in a builder with a real clock and random seeds.
