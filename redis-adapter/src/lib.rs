@@ -44,6 +44,11 @@
 //! in-process algorithms nanosecond for nanosecond). With a caller clock the key TTLs still run
 //! on Redis's clock, so the callers' clocks must run at the same rate as Redis's.
 //!
+//! A reading older than a key's state (a caller whose clock lags another's, or Redis `TIME`
+//! stepped back) never loosens a decision, exactly as in the core: GCRA and the buckets see
+//! less time elapsed, and the window algorithms charge the key's stored window with its counts
+//! as they are, however many windows behind the reading is, and never move that window back.
+//!
 //! ## Exactness
 //!
 //! Lua numbers are doubles, exact only up to 2^53, while nanosecond clock readings are near
@@ -57,9 +62,16 @@
 //! * the period is below 2^52 ns (about 52 days);
 //! * for GCRA and the leaky bucket, `burst * interval` is at most 2^51 ns (about 26 days);
 //! * for the token bucket, the capacity is at most 2^50;
-//! * for the window algorithms, the limits the core accepts, and a key that is not left idle for
-//!   2^16 windows or more (the core's truncated window index can alias then; here the key has
-//!   long expired, which is the exact answer).
+//! * for GCRA and both buckets, a check's reading is less than 2^52 ns (about 52 days) before
+//!   the latest reading that charged its key (see *Time*). Further behind, the check is still
+//!   denied, but its `retry_after` may be off by a few nanoseconds, or the reply refused as
+//!   [`RedisLimiterError::BadReply`];
+//! * for the window algorithms, the limits the core accepts, and a key not left idle for longer
+//!   than the core's truncated window index spans (at least 2^50 ns, about 13 days, and far
+//!   more for most limits; the core could then read the key as ahead of the clock, whereas here
+//!   it has long expired, which is the exact answer). Readings behind a key's window are exact
+//!   at any distance: the scripts keep full window indices, and send a duration of 2^53 ns or
+//!   more split in two numbers.
 //!
 //! The builder refuses configurations outside these ranges with [`RedisLimiterError::Config`].
 //!

@@ -555,7 +555,8 @@ impl RedisLimiter {
 
     /// Parses a script reply and feeds the near cache.
     fn finish(&self, p: &Prepared, reply: Value) -> Result<Decision, RedisLimiterError> {
-        let decision = parse_reply(reply, &p.key, self.inner.plan.capacity)?;
+        let plan = &self.inner.plan;
+        let decision = parse_reply(reply, &p.key, plan.capacity, plan.unit)?;
         if let (Some(near), true) = (&self.inner.near, decision.is_denied() && p.cost > 0) {
             near.record(&p.key, p.cost, p.local, &decision);
         }

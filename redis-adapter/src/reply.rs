@@ -45,11 +45,13 @@ pub(crate) fn bad_reply(detail: String) -> RedisLimiterError {
 
 /// The script's reply: `allowed, limit, remaining, retry_after, reset_after` as five
 /// little-endian doubles (integers below 2^53, so exact), or `-1, max` for a cost the limit can
-/// never admit.
+/// never admit. A window script sends durations of 2^53 ns or more as seven doubles, each
+/// duration split as whole units and a rest (`units * unit + rest`).
 pub(crate) fn parse_reply(
     reply: Value,
     key: &[u8],
     capacity: u64,
+    unit: u64,
 ) -> Result<Decision, RedisLimiterError> {
     let bytes = match reply {
         Value::BulkString(bytes) => bytes,
@@ -65,11 +67,11 @@ pub(crate) fn parse_reply(
             )))
         }
     };
-    let mut nums = [0i64; 5];
+    let mut nums = [0i64; 7];
     let n = bytes.len() / 8;
-    if bytes.len() % 8 != 0 || !(n == 2 || n == 5) {
+    if bytes.len() % 8 != 0 || !matches!(n, 2 | 5 | 7) {
         return Err(bad_reply(format!(
-            "expected 2 or 5 packed numbers in the script reply, got {} bytes",
+            "expected 2, 5 or 7 packed numbers in the script reply, got {} bytes",
             bytes.len()
         )));
     }
@@ -88,32 +90,105 @@ pub(crate) fn parse_reply(
             *slot = v as i64;
         }
     }
-    match &nums[..n] {
-        [-1, max] => Err(RedisLimiterError::InsufficientCapacity {
-            max: u64::try_from(*max).unwrap_or(capacity),
-        }),
-        &[allowed, limit, remaining, retry, reset] => {
-            let field = |v: i64, name: &str| {
-                u64::try_from(v).map_err(|_| bad_reply(format!("negative {name} {v} in reply")))
-            };
-            let (limit, remaining) = (field(limit, "limit")?, field(remaining, "remaining")?);
-            let (retry, reset) = (field(retry, "retry_after")?, field(reset, "reset_after")?);
-            if limit != capacity || remaining > limit {
-                return Err(bad_reply(format!(
-                    "limit {limit} / remaining {remaining} do not match this limiter (capacity {capacity})"
-                )));
-            }
-            match allowed {
-                1 if retry == 0 => Ok(Decision::allow(limit, remaining, reset)),
-                0 => Ok(Decision::deny(limit, remaining, retry, reset)),
-                _ => Err(bad_reply(format!(
-                    "bad allowed flag {allowed} (retry_after {retry})"
-                ))),
-            }
+    let field = |v: i64, name: &str| {
+        u64::try_from(v).map_err(|_| bad_reply(format!("negative {name} {v} in reply")))
+    };
+    // `units * unit + rest`, which must fit in u64 nanoseconds.
+    let split = |units: i64, rest: i64, name: &str| {
+        let (units, rest) = (field(units, name)?, field(rest, name)?);
+        u64::try_from(u128::from(units) * u128::from(unit) + u128::from(rest))
+            .map_err(|_| bad_reply(format!("{name} of {units} x {unit} + {rest} ns overflows")))
+    };
+    let (allowed, limit, remaining, retry, reset) = match &nums[..n] {
+        [-1, max] => {
+            return Err(RedisLimiterError::InsufficientCapacity {
+                max: u64::try_from(*max).unwrap_or(capacity),
+            })
         }
+        &[allowed, limit, remaining, retry, reset] => (
+            allowed,
+            limit,
+            remaining,
+            field(retry, "retry_after")?,
+            field(reset, "reset_after")?,
+        ),
+        &[allowed, limit, remaining, retry_units, retry_rest, reset_units, reset_rest] => (
+            allowed,
+            limit,
+            remaining,
+            split(retry_units, retry_rest, "retry_after")?,
+            split(reset_units, reset_rest, "reset_after")?,
+        ),
+        _ => {
+            return Err(bad_reply(format!(
+                "expected a 2-number reply to start with -1, got {:?}",
+                &nums[..n]
+            )))
+        }
+    };
+    let (limit, remaining) = (field(limit, "limit")?, field(remaining, "remaining")?);
+    if limit != capacity || remaining > limit {
+        return Err(bad_reply(format!(
+            "limit {limit} / remaining {remaining} do not match this limiter (capacity {capacity})"
+        )));
+    }
+    match allowed {
+        1 if retry == 0 => Ok(Decision::allow(limit, remaining, reset)),
+        0 => Ok(Decision::deny(limit, remaining, retry, reset)),
         _ => Err(bad_reply(format!(
-            "expected a 2-number reply to start with -1, got {:?}",
-            &nums[..n]
+            "bad allowed flag {allowed} (retry_after {retry})"
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn packed(nums: &[f64]) -> Value {
+        Value::BulkString(nums.iter().flat_map(|n| n.to_le_bytes()).collect())
+    }
+
+    #[test]
+    fn split_durations_are_put_together_exactly() {
+        // retry = 3 x 10 + 5, reset = 4 x 10 + 7.
+        let d = parse_reply(packed(&[0.0, 2.0, 0.0, 3.0, 5.0, 4.0, 7.0]), b"k", 2, 10);
+        assert_eq!(d.unwrap(), Decision::deny(2, 0, 35, 47));
+        // Past 2^53: 2^40 units of 2^20 ns and a rest of 2^20 - 1.
+        let units = (1u64 << 40) as f64;
+        let rest = ((1u64 << 20) - 1) as f64;
+        let d = parse_reply(
+            packed(&[0.0, 1.0, 0.0, units, rest, units, rest]),
+            b"k",
+            1,
+            1 << 20,
+        );
+        let want = (1u64 << 60) + (1 << 20) - 1;
+        assert_eq!(d.unwrap(), Decision::deny(1, 0, want, want));
+        let d = parse_reply(packed(&[1.0, 5.0, 4.0, 0.0, 0.0, 2.0, 1.0]), b"k", 5, 1_000);
+        assert_eq!(d.unwrap(), Decision::allow(5, 4, 2_001));
+    }
+
+    #[test]
+    fn malformed_split_replies_are_bad_replies() {
+        for (nums, unit) in [
+            // Admitted with a retry_after.
+            (&[1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0][..], 10),
+            // Negative parts.
+            (&[0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0][..], 10),
+            (&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0][..], 10),
+            // 2^40 x 2^30 overflows u64 nanoseconds.
+            (
+                &[0.0, 1.0, 0.0, 1_099_511_627_776.0, 0.0, 0.0, 0.0][..],
+                1 << 30,
+            ),
+        ] {
+            let got = parse_reply(packed(nums), b"k", 1, unit);
+            assert!(
+                matches!(got, Err(RedisLimiterError::BadReply { .. })),
+                "{nums:?}: {got:?}"
+            );
+        }
     }
 }

@@ -439,6 +439,12 @@ async fn garbage_replies_are_bad_reply_errors() {
         packed(&[1.0, 1.0, 0.5, 0.0, 0.0]),
         packed(&[1.0, 1.0, 0.0, 0.0, f64::NAN]),
         packed(&[1.0, 1.0, 0.0, 0.0, 1e300]),
+        // Seven numbers: durations as whole units (of one second here) and a rest.
+        packed(&[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        packed(&[1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+        packed(&[0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0]),
+        packed(&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -5.0]),
+        packed(&[0.0, 1.0, 0.0, 4e15, 0.0, 0.0, 0.0]),
     ] {
         let (port, _) = fake_server(Fake::Reply(garbage));
         let l = RedisLimiter::builder(format!("redis://127.0.0.1:{port}/"))

@@ -50,10 +50,37 @@ fn gap(rng: &mut Rng, rate: Rate) -> u64 {
     }
 }
 
+/// How many more milliseconds Redis keeps `key`'s state (negative: none).
+fn alive_for_ms(server: &RedisServer, limiter: &RedisLimiter, key: &str) -> i64 {
+    let name = String::from_utf8(limiter.redis_key(key.as_bytes())).unwrap();
+    let reply = server.raw(&["PTTL", &name]);
+    reply.trim().trim_start_matches(':').parse().unwrap()
+}
+
+/// How far a stale check's reading lags the newest one: within a period, a few periods, or up
+/// to 40 periods. GCRA and the buckets are exact for lags below 2^52 ns (see the crate docs),
+/// so theirs stop at 2^51 ns; the window scripts keep durations split and are exact for any
+/// lag, so theirs do not stop (a rate per 30 days lags by up to 3.3 years, past 2^53 ns).
+fn lag(rng: &mut Rng, rate: Rate, kind: AlgorithmKind, now: u64) -> u64 {
+    let period = rate.period_nanos();
+    let lag = match rng.below(4) {
+        0 => rng.below(period),
+        1 => period * (1 + rng.below(3)) + rng.below(period),
+        _ => rng.below(period.saturating_mul(40)),
+    };
+    let cap = match kind {
+        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => u64::MAX,
+        _ => 1 << 51,
+    };
+    lag.min(cap).min(now)
+}
+
 async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) -> usize {
     let mut rng = Rng(seed);
     let mut compared = 0;
     let mut denied = 0u64;
+    // Stale readings; those two or more periods behind; decisions reporting 2^53 ns or more.
+    let (mut stale, mut far, mut huge) = (0u64, 0u64, 0u64);
     for (ri, (rate, burst)) in rates().into_iter().enumerate() {
         let burst = match kind {
             AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => None,
@@ -86,12 +113,7 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
             let mut now = base;
             let mut last_wall = Instant::now();
             for step in 0..120 {
-                // Between any two steps injected time advances at least as much as the wall
-                // clock, so a key's TTL (which runs on Redis's clock) never ends before the
-                // state would be fresh.
-                let wall = last_wall.elapsed().as_nanos() as u64;
-                last_wall = Instant::now();
-                now += gap(&mut rng, rate).max(wall);
+                let gap = gap(&mut rng, rate);
                 let k = rng.below(3) as usize;
                 let cost = match rng.below(12) {
                     0 => 0,
@@ -100,14 +122,36 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
                     3 => rng.below(cap.min(1_000) + 1),
                     _ => 1,
                 };
-                let expected = core.decide(states[k], now, cost);
-                let got = limiter.check_at(keys[k], cost, now).await;
+                // Sometimes a stale reading: a caller whose clock lags, or Redis TIME stepped
+                // back. Only on a key that Redis still holds (for 100 ms more at least): an
+                // expired key is fresh in Redis, while the core's state never expires, and a
+                // reading from before it expired would tell the two apart.
+                let stale_reading =
+                    rng.below(5) == 0 && alive_for_ms(server, &limiter, keys[k]) >= 100;
+                // Between any two checks injected time advances at least as much as the wall
+                // clock, so a key's TTL (which runs on Redis's clock) never ends before the
+                // state would be fresh. Measured last, right before the check is sent.
+                let wall = last_wall.elapsed().as_nanos() as u64;
+                last_wall = Instant::now();
+                now += gap.max(wall);
+                let at = if stale_reading {
+                    let lag = lag(&mut rng, rate, kind, now);
+                    stale += 1;
+                    far += u64::from(lag >= 2 * rate.period_nanos());
+                    now - lag
+                } else {
+                    now
+                };
+                let expected = core.decide(states[k], at, cost);
+                let got = limiter.check_at(keys[k], cost, at).await;
                 let ctx = format!(
-                    "{kind:?} rate {rate} burst {burst:?} base#{bi} step {step} key {k} now {now} cost {cost}"
+                    "{kind:?} rate {rate} burst {burst:?} base#{bi} step {step} key {k} now {now} at {at} cost {cost}"
                 );
                 match (expected, got) {
                     (Ok(t), Ok(d)) => {
                         assert_eq!(d, t.decision, "{ctx}");
+                        huge +=
+                            u64::from(d.retry_after_nanos().max(d.reset_after_nanos()) >= 1 << 53);
                         denied += u64::from(d.is_denied());
                         if let Some(next) = t.next {
                             states[k] = next;
@@ -127,6 +171,20 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
         denied > 30,
         "{kind:?}: only {denied} denials, the sequences are too gentle"
     );
+    assert!(
+        stale > 100 && far > 30,
+        "{kind:?}: only {stale} stale readings, {far} of them two periods behind or more"
+    );
+    if matches!(
+        kind,
+        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter
+    ) {
+        assert!(
+            huge > 0,
+            "{kind:?}: no duration of 2^53 ns or more was compared"
+        );
+    }
+    eprintln!("{kind:?}: {stale} stale, {far} far, {huge} huge");
     compared
 }
 

@@ -92,6 +92,9 @@ end
 --@ reply
 -- The reply: allowed, limit, remaining, retry_after, reset_after as five packed doubles (all
 -- integers below 2^53); a cost the limit can never admit is two doubles, -1 and the maximum.
+-- The window scripts send a duration of 2^53 ns or more (a check whose time reads far before
+-- the key's window) as seven doubles instead: allowed, limit, remaining, then retry_after and
+-- reset_after each as whole units u and a rest r (the duration is u * L + r).
 local function reply(allowed, limit, remaining, retry, reset)
   return struct.pack('<ddddd', allowed, limit, remaining, retry, reset)
 end
