@@ -55,6 +55,33 @@ pub(crate) fn slot_groups<T>(items: Vec<T>, key: impl Fn(&T) -> &[u8]) -> Vec<Ve
     groups
 }
 
+/// The Redis key holding `key`'s state: `<prefix>:{<tag>}:<suffix>`, where the tag is `key`
+/// with `%` written `%25` and `}` written `%7D`, or `%` alone for the empty key.
+///
+/// The tag is therefore never empty and never closed early, whatever bytes `key` holds, so a
+/// check's keys (this one and [`meta_key`]'s) always share one cluster slot; and distinct keys
+/// get distinct names (the escapes are undone unambiguously, and a lone `%` is never the
+/// escape of a non-empty key). Ordinary keys read as they are: `api:{user:42}:gcra`.
+pub(crate) fn redis_key(prefix: &str, key: &[u8], suffix: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + key.len() + suffix.len() + 8);
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(b":{");
+    if key.is_empty() {
+        out.push(b'%');
+    }
+    for &b in key {
+        match b {
+            b'%' => out.extend_from_slice(b"%25"),
+            b'}' => out.extend_from_slice(b"%7D"),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(b"}:");
+    out.extend_from_slice(suffix.as_bytes());
+    out
+}
+
+/// The sliding window log's second key (its base and sequence), in the same slot as `key`.
 pub(crate) fn meta_key(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
     k.extend_from_slice(b":m");
@@ -62,8 +89,9 @@ pub(crate) fn meta_key(key: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{crc16_xmodem, key_slot, slot_groups};
+    use super::{crc16_xmodem, key_slot, meta_key, redis_key, slot_groups};
 
     #[test]
     fn crc16_and_slots_match_redis() {
@@ -90,8 +118,7 @@ mod tests {
 
     #[test]
     fn keys_sharing_a_hash_tag_form_one_group_in_input_order() {
-        // Limiter keys are `prefix:{<key>}:alg`; a caller key containing `}` ends the tag early,
-        // so `team}1` and `team}2` share the tag `team`.
+        // Raw Redis key names: `p:{team}1}:gcra` and `p:{team}2}:gcra` share the tag `team`.
         let keys: Vec<(usize, Vec<u8>)> = [
             "p:{a}:gcra",
             "p:{team}1}:gcra",
@@ -132,5 +159,50 @@ mod tests {
         slots.sort_unstable();
         slots.dedup();
         assert_eq!(slots.len(), n, "one group per slot");
+    }
+
+    /// Awkward caller keys: empty, braces in every order, the escape byte, what its escapes
+    /// look like, and bytes that are not UTF-8.
+    const AWKWARD: [&[u8]; 14] = [
+        b"",
+        b"}",
+        b"}{",
+        b"{}",
+        b"{",
+        b"}}",
+        b"a}b{c}",
+        b"%",
+        b"%25",
+        b"%7D",
+        b"%7d",
+        b"\xff\x00}\x80{",
+        b"user:1",
+        b"{user:1}",
+    ];
+
+    #[test]
+    fn any_key_gets_a_non_empty_tag_shared_by_its_meta_key() {
+        for key in AWKWARD {
+            let name = redis_key("p", key, "swl");
+            let tag_start = name.iter().position(|&b| b == b'{').unwrap() + 1;
+            let tag_len = name[tag_start..].iter().position(|&b| b == b'}').unwrap();
+            let tag = &name[tag_start..tag_start + tag_len];
+            assert!(!tag.is_empty(), "{key:?}");
+            // The tag is the whole escaped key: it closes right before `:swl`.
+            assert_eq!(&name[tag_start + tag_len..], b"}:swl", "{key:?}");
+            assert_eq!(key_slot(&name), crc16_xmodem(tag) % 16_384, "{key:?}");
+            assert_eq!(key_slot(&meta_key(&name)), key_slot(&name), "{key:?}");
+        }
+        assert_eq!(redis_key("api", b"user:42", "gcra"), b"api:{user:42}:gcra");
+        assert_eq!(redis_key("p", b"", "tb"), b"p:{%}:tb");
+        assert_eq!(redis_key("p", b"a}b%", "tb"), b"p:{a%7Db%25}:tb");
+    }
+
+    #[test]
+    fn distinct_keys_get_distinct_names() {
+        let mut names: Vec<Vec<u8>> = AWKWARD.iter().map(|k| redis_key("p", k, "fw")).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), AWKWARD.len());
     }
 }

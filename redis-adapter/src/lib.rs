@@ -32,8 +32,11 @@
 //! (Redis stamps expiries from its truncated millisecond clock, so `PX n` can end up to 1 ms
 //! early), so idle keys vanish by themselves and are never dropped before they are fresh.
 //!
-//! Keys are named `{prefix}:{<key>}:<algorithm>`; the braces around the user key are a Redis
-//! Cluster hash tag, so every script touches a single slot.
+//! Keys are named `<prefix>:{<key>}:<algorithm>` (the sliding window log adds a second key,
+//! the same name plus `:m`). The braces are a Redis Cluster hash tag, so every script touches a
+//! single slot. So that the tag is never empty and never closed early, whatever bytes the key
+//! holds, `%` in the key is written `%25`, `}` is written `%7D`, and the empty key is written
+//! `%`: `api:{user:42}:gcra`, `api:{a%7Db}:gcra` for `a}b`, `api:{%}:gcra` for the empty key.
 //!
 //! ## Time
 //!

@@ -12,7 +12,7 @@ use traffik_core::Decision;
 use crate::config::{Plan, RedisAlgorithm, RedisLimiterBuilder, TimeSource};
 use crate::connection::{connect, Conn, Target};
 use crate::error::RedisLimiterError;
-use crate::keys::{meta_key, slot_groups};
+use crate::keys::{self, meta_key, slot_groups};
 use crate::near_cache::{NearCache, NearCacheStats};
 use crate::reply::{bad_reply, is_noscript, parse_reply, Failure, Reply};
 use crate::scripts::LoadedScript;
@@ -229,15 +229,12 @@ impl RedisLimiter {
         }
     }
 
-    /// The Redis key (or first key) that holds `key`'s state: `{prefix}:{<key>}:<algorithm>`.
+    /// The Redis key (or first key) that holds `key`'s state: `<prefix>:{<key>}:<algorithm>`,
+    /// with `%` in `key` written `%25`, `}` written `%7D`, and the empty key written `%`. The
+    /// braces are a Redis Cluster hash tag that is never empty and never closed early, so every
+    /// key of one check lands in one slot whatever bytes `key` holds.
     pub fn redis_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.inner.prefix.len() + key.len() + 10);
-        out.extend_from_slice(self.inner.prefix.as_bytes());
-        out.extend_from_slice(b":{");
-        out.extend_from_slice(key);
-        out.extend_from_slice(b"}:");
-        out.extend_from_slice(self.inner.algorithm.tag().as_bytes());
-        out
+        keys::redis_key(&self.inner.prefix, key, self.inner.algorithm.tag())
     }
 
     /// The SHA1 of this limiter's script (one script per algorithm and configuration), e.g. for

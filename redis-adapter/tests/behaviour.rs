@@ -27,6 +27,8 @@ async fn key_names_carry_prefix_and_hash_tag() {
     let server = RedisServer::start();
     let l = limiter(&server, Rate::per_second(5), RedisAlgorithm::Gcra).await;
     assert_eq!(l.redis_key(b"user:1"), b"t:{user:1}:gcra".to_vec());
+    assert_eq!(l.redis_key(b"a}b%"), b"t:{a%7Db%25}:gcra".to_vec());
+    assert_eq!(l.redis_key(b""), b"t:{%}:gcra".to_vec());
     assert!(l.check("user:1", 1).await.unwrap().is_allowed());
     assert_eq!(server.raw(&["EXISTS", "t:{user:1}:gcra"]).trim(), ":1");
     let bad = RedisLimiter::builder(server.url())

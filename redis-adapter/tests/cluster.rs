@@ -51,18 +51,29 @@ fn server_slot(cluster: &RedisCluster, key: &[u8]) -> u64 {
         .unwrap()
 }
 
-/// A batch across the cluster: plain keys (one per slot, mostly), keys sharing a hash tag (a
-/// caller key containing `}` ends the tag: `team3}x` is tagged `team3`), and repeated keys.
-fn mixed_batch(round: u64) -> Vec<(String, u64)> {
+/// A batch across the cluster: plain keys (one per slot, mostly), four groups of eight keys
+/// that share a slot (`teams`, from [`support::same_slot_keys`]), repeated keys, and keys with
+/// braces and the escape byte in them, which get a slot of their own like any other key.
+fn mixed_batch(round: u64, teams: &[Vec<String>]) -> Vec<(String, u64)> {
     let mut batch = Vec::new();
     for i in 0..120u64 {
         batch.push((format!("user-{i}"), 1 + (i + round) % 3));
-        batch.push((format!("team{}}}member-{i}", i % 4), 1));
+        let team = &teams[(i % 4) as usize];
+        batch.push((team[(i / 4) as usize % team.len()].clone(), 1));
         if i % 10 == 0 {
             batch.push((format!("user-{}", i / 10), 2));
         }
     }
+    for awkward in ["", "}", "}{", "{}", "%", "a}b{c"] {
+        batch.push((awkward.to_owned(), 1));
+    }
     batch
+}
+
+fn teams() -> Vec<Vec<String>> {
+    (0..4)
+        .map(|t| support::same_slot_keys(&format!("team{t}"), 8))
+        .collect()
 }
 
 /// `check_many` on a cluster: one `MULTI`/`EXEC` pipeline per slot group of two or more checks,
@@ -72,6 +83,7 @@ async fn batches_match_sequential_checks(cluster: &RedisCluster) {
     // (a minute-long window starting here, rounds 7 s apart) so no key expires mid-test.
     const START: u64 = 28_333_334 * 60_000_000_000;
     let clock = Arc::new(AtomicU64::new(START));
+    let teams = teams();
     for alg in support::ALL_ALGORITHMS {
         clock.store(START, Ordering::SeqCst);
         let build = |prefix: String| {
@@ -89,16 +101,16 @@ async fn batches_match_sequential_checks(cluster: &RedisCluster) {
         let sequential = build(format!("seq{alg:?}")).await.unwrap();
         // The slot groups, as Redis computes slots (every round has the same keys).
         let mut groups: HashMap<u64, usize> = HashMap::new();
-        for (k, _) in &mixed_batch(0) {
+        for (k, _) in &mixed_batch(0, &teams) {
             *groups
                 .entry(server_slot(cluster, &batched.redis_key(k.as_bytes())))
                 .or_default() += 1;
         }
         let pipelines = groups.values().filter(|&&n| n > 1).count() as u64;
-        assert!(pipelines >= 4, "the tagged keys form groups");
+        assert!(pipelines >= 4, "the same-slot keys form groups");
         let mut denied = 0;
         for round in 0..4u64 {
-            let batch = mixed_batch(round);
+            let batch = mixed_batch(round, &teams);
             reset_stats(cluster);
             let got = batched.check_many(&batch).await;
             assert_eq!(
@@ -184,8 +196,13 @@ async fn cluster_checks_across_many_keys() {
     for node in &cluster.nodes {
         node.raw(&["SCRIPT", "FLUSH"]);
     }
-    let batch: Vec<(String, u64)> = (0..60)
-        .map(|i| (format!("t{}}}b{i}", i % 3), 1))
+    let shared: Vec<Vec<String>> = (0..3)
+        .map(|t| support::same_slot_keys(&format!("t{t}"), 20))
+        .collect();
+    let batch: Vec<(String, u64)> = shared
+        .iter()
+        .flatten()
+        .map(|k| (k.clone(), 1))
         .chain((0..20).map(|i| (format!("b{i}"), 1)))
         .collect();
     reset_stats(&cluster);
@@ -197,11 +214,17 @@ async fn cluster_checks_across_many_keys() {
     }
     // A foreign value in one key of a slot group: the client reports only the transaction's
     // first error, so every check of that group is indeterminate; other groups are unaffected.
-    let foreign = String::from_utf8(l.redis_key(b"bad}list")).unwrap();
+    let bad = support::same_slot_keys("bad", 3);
+    let foreign = String::from_utf8(l.redis_key(bad[1].as_bytes())).unwrap();
     for node in &cluster.nodes {
         node.raw(&["RPUSH", &foreign, "x"]); // -MOVED on all but the owner
     }
-    let batch = [("bad}a", 1), ("bad}list", 1), ("bad}b", 1), ("good", 1)];
+    let batch = [
+        (bad[0].as_str(), 1),
+        (bad[1].as_str(), 1),
+        (bad[2].as_str(), 1),
+        ("good", 1),
+    ];
     let got = l.check_many(&batch).await;
     for r in &got[..3] {
         let err = r.as_ref().unwrap_err();
@@ -209,7 +232,7 @@ async fn cluster_checks_across_many_keys() {
     }
     assert!(got[3].as_ref().unwrap().is_allowed());
     // A lone bad key is a plain request with its own typed error.
-    let got = l.check_many(&[("bad}list", 1), ("good2", 1)]).await;
+    let got = l.check_many(&[(bad[1].as_str(), 1), ("good2", 1)]).await;
     assert!(
         matches!(
             got[0],
@@ -219,4 +242,72 @@ async fn cluster_checks_across_many_keys() {
         got[0]
     );
     assert!(got[1].as_ref().unwrap().is_allowed());
+}
+
+/// Caller keys of any bytes: empty, braces in any order, the escape byte, non-UTF-8. Each
+/// limiter key's hash tag is the escaped caller key, never empty and never closed early, so the
+/// sliding window log's two keys share a slot (no `CROSSSLOT`), batches are grouped by the slot
+/// the server computes, and every key is limited on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_any_bytes_hash_to_one_slot() {
+    let cluster = RedisCluster::start();
+    let keys: [&[u8]; 9] = [
+        b"",
+        b"}",
+        b"}{",
+        b"{}",
+        b"{",
+        b"%",
+        b"%7D",
+        b"a}b{c",
+        b"\xff\x00}\x80{",
+    ];
+    let mut direct = redis::Client::open(cluster.urls()[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keyslot = |name: &[u8]| -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(name)
+            .query(&mut direct)
+            .unwrap()
+    };
+    for alg in support::ALL_ALGORITHMS {
+        let l = RedisLimiter::builder(Target::cluster(cluster.urls()))
+            .rate(Rate::per_hour(2))
+            .algorithm(alg)
+            .prefix(format!("any{alg:?}"))
+            .build()
+            .await
+            .unwrap();
+        for key in keys {
+            let name = l.redis_key(key);
+            let slot = keyslot(&name);
+            let mut meta = name.clone();
+            meta.extend_from_slice(b":m");
+            assert_eq!(keyslot(&meta), slot, "{alg:?} {key:?}");
+            let got: Vec<bool> = {
+                let mut v = Vec::new();
+                for _ in 0..3 {
+                    v.push(l.check(key, 1).await.unwrap().is_allowed());
+                }
+                v
+            };
+            assert_eq!(got, [true, true, false], "{alg:?} {key:?}");
+        }
+        // All of them in one batch, twice: grouped by the slots the server computes.
+        let batch: Vec<(&[u8], u64)> = keys.iter().flat_map(|&k| [(k, 1), (k, 1)]).collect();
+        for r in l.check_many(&batch).await {
+            assert!(r.unwrap().is_denied(), "{alg:?}");
+        }
+        for key in keys {
+            l.reset(key).await.unwrap();
+        }
+        let got = l.check_many(&batch).await;
+        for (i, r) in got.into_iter().enumerate() {
+            assert!(r.unwrap().is_allowed(), "{alg:?} {:?}", batch[i].0);
+        }
+        assert_eq!(l.peek(b"").await.unwrap().remaining(), 0, "{alg:?}");
+    }
 }

@@ -338,3 +338,31 @@ pub const ALL_ALGORITHMS: [traffik_redis::RedisAlgorithm; 6] = [
     traffik_redis::RedisAlgorithm::SlidingWindowCounter,
     traffik_redis::RedisAlgorithm::SlidingWindowLog,
 ];
+
+/// The cluster slot of a hash tag's content: CRC16 (XMODEM) modulo 16384, as the cluster
+/// specification defines it. Tests use it to pick caller keys that share a slot (a caller key
+/// without `%` or `}` is its Redis key's tag as it is), and check it against `CLUSTER KEYSLOT`.
+pub fn tag_slot(tag: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in tag {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16_384
+}
+
+/// `n` caller keys `<stem>-<i>` whose Redis keys share the slot of `stem`'s.
+pub fn same_slot_keys(stem: &str, n: usize) -> Vec<String> {
+    let target = tag_slot(stem.as_bytes());
+    (0u64..)
+        .map(|i| format!("{stem}-{i}"))
+        .filter(|k| tag_slot(k.as_bytes()) == target)
+        .take(n)
+        .collect()
+}
