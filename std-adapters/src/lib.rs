@@ -25,6 +25,9 @@
 pub mod builder;
 pub mod clock;
 
+pub mod failover;
+mod sync;
+pub mod wait;
 pub use builder::{builder, BuildError, Builder, DirectLimiter, IntoRate, RateLimiter};
 pub use clock::QuantaClock;
 

@@ -1,0 +1,378 @@
+//! [`Failover`]: the wrapper itself, and its [`AsyncLimiter`] implementation.
+
+use super::breaker::{BreakerState, CircuitBreaker};
+use super::error::{FailoverError, NoFallback};
+use super::policy::{FailoverBuilder, Policy};
+use super::replay::{JoinAll, ReplayQueue};
+use super::retry::{bounded, RetryPolicy};
+use super::stats::{Counters, Event, FailoverStats};
+use crate::clock::QuantaClock;
+use std::borrow::Borrow;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+use traffik_core::{AsyncLimiter, Clock, Decision, ErrorKind, LimiterError};
+
+/// A primary [`AsyncLimiter`] (typically a shared store) guarded by a circuit breaker, retries
+/// and a timeout, with a policy for when it cannot answer: see the [module docs](super).
+///
+/// `K` is the key type; keys are owned (`K::Owned`) only to queue fallback charges for replay.
+pub struct Failover<K: ?Sized + ToOwned, P, F = NoFallback, C = QuantaClock> {
+    pub(super) primary: P,
+    pub(super) on_error: Policy<F>,
+    pub(super) breaker: CircuitBreaker<C>,
+    pub(super) retry: RetryPolicy,
+    pub(super) timeout: Option<Duration>,
+    pub(super) replay: ReplayQueue<K::Owned>,
+    pub(super) replay_batch: usize,
+    pub(super) counters: Counters,
+}
+
+impl Failover<(), (), NoFallback, QuantaClock> {
+    /// A builder around `primary`; see [`FailoverBuilder`].
+    pub fn builder<P>(primary: P) -> FailoverBuilder<P> {
+        FailoverBuilder::new(primary)
+    }
+}
+
+impl<K: ?Sized + ToOwned, P, F, C> fmt::Debug for Failover<K, P, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failover")
+            .field("breaker", &self.breaker)
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the primary gave no decision.
+enum Failure<E> {
+    Error(E),
+    Timeout(Duration),
+}
+
+impl<E: LimiterError> Failure<E> {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Failure::Error(e) => e.kind(),
+            Failure::Timeout(_) => ErrorKind::Indeterminate,
+        }
+    }
+
+    /// Whether this is a caller or configuration error, returned as it is whatever the policy.
+    fn is_never_masked(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::InsufficientCapacity { .. } | ErrorKind::Config
+        )
+    }
+
+    fn into_error<F>(self) -> FailoverError<E, F> {
+        match self {
+            Failure::Error(e) => FailoverError::Primary(e),
+            Failure::Timeout(d) => FailoverError::Timeout(d),
+        }
+    }
+}
+
+/// Why the policy is being applied.
+enum Cause<E> {
+    /// The breaker turned the call away: the primary was not asked.
+    Open,
+    Failed(Failure<E>),
+}
+
+impl<E: LimiterError> Cause<E> {
+    /// Whether the primary is known not to have counted this request, so a fallback admission
+    /// may be replayed to it without counting the request twice.
+    fn primary_untouched(&self) -> bool {
+        match self {
+            Cause::Open => true,
+            Cause::Failed(f) => f.kind().is_retry_safe(),
+        }
+    }
+
+    fn into_error<F>(self) -> FailoverError<E, F> {
+        match self {
+            Cause::Open => FailoverError::CircuitOpen,
+            Cause::Failed(f) => f.into_error(),
+        }
+    }
+}
+
+/// What one replay batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Batch {
+    sent: usize,
+    requeued: usize,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<K: ?Sized + ToOwned, P, F, C: Clock> Failover<K, P, F, C> {
+    /// A snapshot of what it has done.
+    pub fn stats(&self) -> FailoverStats {
+        self.counters.snapshot(
+            self.breaker.state(),
+            self.breaker.trips(),
+            self.replay.pending(),
+        )
+    }
+
+    /// Its circuit breaker.
+    pub fn breaker(&self) -> &CircuitBreaker<C> {
+        &self.breaker
+    }
+
+    /// The primary limiter.
+    pub fn primary(&self) -> &P {
+        &self.primary
+    }
+
+    /// The fallback limiter, if the policy is [`OnError::Fallback`](super::OnError::Fallback).
+    pub fn fallback(&self) -> Option<&F> {
+        match &self.on_error {
+            Policy::Fallback(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl<K, P, F, C> Failover<K, P, F, C>
+where
+    K: ?Sized + ToOwned + PartialEq + Sync,
+    K::Owned: Send + Sync,
+    P: AsyncLimiter<K>,
+    F: AsyncLimiter<K>,
+    C: Clock + Send + Sync,
+{
+    /// Asks the primary, with the timeout around each attempt and retries of failures known
+    /// not to have charged.
+    async fn ask<T, Fut>(&self, call: impl Fn() -> Fut) -> Result<T, Failure<P::Error>>
+    where
+        Fut: Future<Output = Result<T, P::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match bounded(call(), self.timeout).await {
+                Some(Ok(v)) => return Ok(v),
+                None => {
+                    self.counters.bump(Event::Timeout);
+                    self.counters.bump(Event::Indeterminate);
+                    return Err(Failure::Timeout(self.timeout.unwrap_or(Duration::MAX)));
+                }
+                Some(Err(e)) => {
+                    let kind = e.kind();
+                    self.counters.bump(Event::error(kind));
+                    if !kind.is_retry_safe() || attempt >= self.retry.max_attempts() {
+                        return Err(Failure::Error(e));
+                    }
+                    self.counters.bump(Event::Retry);
+                    let delay = self.retry.next_delay(attempt);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn check_inner(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        let Ok(permit) = self.breaker.acquire() else {
+            self.counters.bump(Event::ShortCircuit);
+            return self.check_unavailable(key, cost, Cause::Open).await;
+        };
+        match self.ask(|| self.primary.check(key, cost)).await {
+            Ok(decision) => {
+                permit.succeed();
+                if self.replay.has_pending() {
+                    self.replay_batch_once().await;
+                }
+                Ok(decision)
+            }
+            Err(failure) if failure.is_never_masked() => {
+                drop(permit); // the primary answered: neither a success nor an outage
+                Err(failure.into_error())
+            }
+            Err(failure) => {
+                permit.fail();
+                self.check_unavailable(key, cost, Cause::Failed(failure))
+                    .await
+            }
+        }
+    }
+
+    async fn check_unavailable(
+        &self,
+        key: &K,
+        cost: u64,
+        cause: Cause<P::Error>,
+    ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        match &self.on_error {
+            Policy::Allow => {
+                self.counters.bump(Event::AllowedOnError);
+                Ok(Decision::allow(0, 0, 0))
+            }
+            Policy::Deny(wait) => {
+                self.counters.bump(Event::DeniedOnError);
+                Ok(Decision::deny(0, 0, nanos(*wait), nanos(*wait)))
+            }
+            Policy::Error => Err(cause.into_error()),
+            Policy::Fallback(fallback) => {
+                let decision = fallback
+                    .check(key, cost)
+                    .await
+                    .map_err(FailoverError::Fallback)?;
+                self.counters.bump(Event::Fallback);
+                // Only charges the primary certainly did not count are queued: replaying one
+                // that it may have counted (a timeout) could count the request twice.
+                if decision.is_allowed() && cost > 0 && cause.primary_untouched() {
+                    if self.replay.push(key.to_owned(), cost) {
+                        self.counters.bump(Event::ReplayQueued);
+                    } else if self.replay.capacity() > 0 {
+                        self.counters.bump(Event::ReplayDropped);
+                    }
+                }
+                Ok(decision)
+            }
+        }
+    }
+
+    async fn peek_inner(&self, key: &K) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        let cause = match self.breaker.acquire() {
+            Err(_) => {
+                self.counters.bump(Event::ShortCircuit);
+                Cause::Open
+            }
+            Ok(permit) => match self.ask(|| self.primary.peek(key)).await {
+                Ok(decision) => {
+                    permit.succeed();
+                    return Ok(decision);
+                }
+                Err(failure) if failure.is_never_masked() => return Err(failure.into_error()),
+                Err(failure) => {
+                    permit.fail();
+                    Cause::Failed(failure)
+                }
+            },
+        };
+        match &self.on_error {
+            Policy::Allow => Ok(Decision::allow(0, 0, 0)),
+            Policy::Deny(wait) => Ok(Decision::deny(0, 0, nanos(*wait), nanos(*wait))),
+            Policy::Error => Err(cause.into_error()),
+            Policy::Fallback(fallback) => fallback.peek(key).await.map_err(FailoverError::Fallback),
+        }
+    }
+
+    async fn reset_inner(&self, key: &K) -> Result<(), FailoverError<P::Error, F::Error>> {
+        // Charges queued for this key would charge it again after the reset.
+        self.replay.remove(|k| k.borrow() == key);
+        if let Policy::Fallback(fallback) = &self.on_error {
+            fallback.reset(key).await.map_err(FailoverError::Fallback)?;
+        }
+        let Ok(permit) = self.breaker.acquire() else {
+            self.counters.bump(Event::ShortCircuit);
+            return Err(FailoverError::CircuitOpen);
+        };
+        match self.ask(|| self.primary.reset(key)).await {
+            Ok(()) => {
+                permit.succeed();
+                Ok(())
+            }
+            Err(failure) => {
+                if !failure.is_never_masked() {
+                    permit.fail();
+                }
+                Err(failure.into_error())
+            }
+        }
+    }
+
+    /// Sends one batch of queued fallback charges to the primary, concurrently, if the breaker
+    /// is closed and no other call is replaying.
+    async fn replay_batch_once(&self) -> Batch {
+        if self.breaker.state() != BreakerState::Closed {
+            return Batch::default();
+        }
+        let Some(_claim) = self.replay.claim() else {
+            return Batch::default();
+        };
+        let batch = self.replay.take(self.replay_batch);
+        let mut requeued = 0;
+        let sends = batch
+            .iter()
+            .map(|(k, cost)| bounded(self.primary.check(k.borrow(), *cost), self.timeout));
+        let done = |i: usize, outcome: Option<Result<Decision, P::Error>>| match outcome {
+            Some(Ok(d)) if d.is_allowed() => self.counters.bump(Event::Replayed),
+            Some(Ok(_)) => self.counters.bump(Event::ReplayDenied),
+            Some(Err(e)) if e.kind().is_retry_safe() => {
+                // Not charged: it can go back in the queue for a later batch.
+                let (k, cost) = &batch[i];
+                let lost = self.replay.requeue(vec![(k.borrow().to_owned(), *cost)]);
+                self.counters.add(Event::ReplayDropped, lost as u64);
+                self.counters.add(Event::ReplayRequeued, 1 - lost as u64);
+                requeued += 1;
+            }
+            // A timeout or an indeterminate failure may have charged: never resent.
+            Some(Err(_)) | None => self.counters.bump(Event::ReplayFailed),
+        };
+        let cancelled = |left: usize| self.counters.add(Event::ReplayDropped, left as u64);
+        JoinAll::new(sends, done, cancelled).await;
+        Batch {
+            sent: batch.len(),
+            requeued,
+        }
+    }
+
+    /// Replays every queued fallback charge now, batch after batch, until the queue is empty,
+    /// the breaker is no longer closed, or a batch had charges that failed (they stay queued).
+    /// Returns how many charges were sent.
+    ///
+    /// Calls that find charges pending already replay one batch each; this is for draining the
+    /// queue at a moment of your choosing (for example from a background task).
+    pub async fn flush_replay(&self) -> usize {
+        let mut sent = 0;
+        loop {
+            let batch = self.replay_batch_once().await;
+            sent += batch.sent;
+            if batch.sent == 0 || batch.requeued > 0 {
+                return sent;
+            }
+        }
+    }
+}
+
+impl<K, P, F, C> AsyncLimiter<K> for Failover<K, P, F, C>
+where
+    K: ?Sized + ToOwned + PartialEq + Sync,
+    K::Owned: Send + Sync,
+    P: AsyncLimiter<K>,
+    F: AsyncLimiter<K>,
+    C: Clock + Send + Sync,
+{
+    type Error = FailoverError<P::Error, F::Error>;
+
+    #[inline]
+    fn check(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+        self.check_inner(key, cost)
+    }
+
+    fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+        self.peek_inner(key)
+    }
+
+    fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.reset_inner(key)
+    }
+}
