@@ -1,27 +1,38 @@
 //! What the limiter connects to, and the connection it keeps.
+//!
+//! A check must never be sent twice: one whose reply was lost may have run, and a resend would
+//! charge it again. The single-node [`ConnectionManager`] never resends a request (it only
+//! reconnects for the next one). The cluster client resends on I/O errors by default, so the
+//! limiter builds it with `retries(0)`; that also stops the client from following `MOVED` and
+//! `ASK` itself, so the limiter follows them (a node that redirects did not run the command).
 
 use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::error::RedisLimiterError;
 
 /// What to connect to.
-#[derive(Clone)]
 #[non_exhaustive]
 pub enum Target {
     /// A `redis://` URL; the limiter keeps a reconnecting [`ConnectionManager`].
     Url(String),
     /// An existing client; the limiter keeps a reconnecting [`ConnectionManager`] on it.
     Client(redis::Client),
-    /// Redis Cluster seed node URLs.
+    /// Redis Cluster seed node URLs; connection and response timeouts are the limiter's.
     Cluster(Vec<String>),
-    /// An existing cluster client.
-    ClusterClient(ClusterClient),
+    /// A configured cluster client builder (authentication, TLS, timeouts, ...). The limiter
+    /// builds it with `retries(0)`, whatever it says, so that no check is ever resent after it
+    /// may have run; `MOVED` and `ASK` redirections are still followed, by the limiter.
+    ///
+    /// A built [`ClusterClient`] is not accepted: its retry setting can be neither read nor
+    /// changed, and its default resends a request whose reply was lost.
+    ClusterBuilder(ClusterClientBuilder),
 }
 
 impl fmt::Debug for Target {
@@ -30,7 +41,7 @@ impl fmt::Debug for Target {
             Target::Url(u) => f.debug_tuple("Url").field(u).finish(),
             Target::Client(c) => f.debug_tuple("Client").field(c).finish(),
             Target::Cluster(n) => f.debug_tuple("Cluster").field(n).finish(),
-            Target::ClusterClient(_) => f.write_str("ClusterClient(..)"),
+            Target::ClusterBuilder(_) => f.write_str("ClusterBuilder(..)"),
         }
     }
 }
@@ -61,9 +72,9 @@ impl From<redis::Client> for Target {
         Target::Client(client)
     }
 }
-impl From<ClusterClient> for Target {
-    fn from(client: ClusterClient) -> Self {
-        Target::ClusterClient(client)
+impl From<ClusterClientBuilder> for Target {
+    fn from(builder: ClusterClientBuilder) -> Self {
+        Target::ClusterBuilder(builder)
     }
 }
 
@@ -115,7 +126,11 @@ pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, R
             .map(Conn::Single)
             .map_err(conn_err)
     };
-    let cluster = |client: ClusterClient| async move {
+    let cluster = |builder: ClusterClientBuilder| async move {
+        let client = builder
+            .retries(0)
+            .build()
+            .map_err(|e| RedisLimiterError::Config(format!("bad cluster configuration: {e}")))?;
         client
             .get_async_connection()
             .await
@@ -133,13 +148,76 @@ pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, R
         }
         Target::Client(client) => single(client).await,
         Target::Cluster(nodes) => {
-            let client = ClusterClient::builder(nodes)
+            let builder = ClusterClient::builder(nodes)
                 .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .build()
-                .map_err(|e| RedisLimiterError::Config(format!("bad cluster nodes: {e}")))?;
-            cluster(client).await
+                .response_timeout(timeout);
+            cluster(builder).await
         }
-        Target::ClusterClient(client) => cluster(client).await,
+        Target::ClusterBuilder(builder) => cluster(builder).await,
+    }
+}
+
+/// The most redirections one check follows (each one means the command did not run).
+pub(crate) const MAX_REDIRECTS: u32 = 5;
+
+/// Where a cluster node sent a command it did not run.
+#[derive(Debug, Clone)]
+pub(crate) enum Redirect {
+    /// The slot lives on that node now.
+    Moved(SingleNodeRoutingInfo),
+    /// The slot is migrating there: resend once, preceded by `ASKING`.
+    Ask(SingleNodeRoutingInfo),
+}
+
+impl Redirect {
+    /// The redirection a cluster error asks for, if it is one.
+    pub(crate) fn of(err: &RedisError) -> Option<Self> {
+        let (addr, _slot) = err.redirect_node()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        let route = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        };
+        match err.kind() {
+            ErrorKind::Moved => Some(Redirect::Moved(route)),
+            ErrorKind::Ask => Some(Redirect::Ask(route)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a request routed to a node by address failed before it was sent, because the client
+/// holds no connection to that node (a `MOVED` to a node it has not connected to yet).
+pub(crate) fn is_unknown_node(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::ClientError && err.to_string().contains("connection not found")
+}
+
+impl Conn {
+    /// Sends `cmd` to the node a redirection names (`ASKING` first for an `ASK`).
+    pub(crate) async fn send_redirected(
+        &mut self,
+        cmd: &Cmd,
+        redirect: &Redirect,
+    ) -> RedisResult<Value> {
+        match (self, redirect) {
+            (Conn::Cluster(c), Redirect::Moved(node)) => {
+                c.route_command(cmd, RoutingInfo::SingleNode(node.clone()))
+                    .await
+            }
+            (Conn::Cluster(c), Redirect::Ask(node)) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").add_command(cmd.clone());
+                let mut replies = c.route_pipeline(&pipe, 1, 1, node.clone()).await?;
+                match (replies.pop(), replies.is_empty()) {
+                    (Some(reply), true) => Ok(reply),
+                    _ => Err(RedisError::from((
+                        ErrorKind::ParseError,
+                        "expected one reply after ASKING",
+                    ))),
+                }
+            }
+            // A single node never redirects; `Redirect::of` is only consulted on a cluster.
+            (conn @ Conn::Single(_), _) => conn.req_packed_command(cmd).await,
+        }
     }
 }

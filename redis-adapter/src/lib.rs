@@ -84,6 +84,15 @@
 //! whose reply was lost (timeout, dropped connection) is reported as such
 //! ([`RedisLimiterError::is_indeterminate`]) and never resent, since a resend could count it
 //! twice. While Redis is unreachable, calls fail within the configured timeout.
+//!
+//! On a cluster, the client is built with its retries off (redis-rs resends a request after an
+//! I/O error by default), which is why a built `ClusterClient` is not accepted as a [`Target`]
+//! (a [`ClusterClientBuilder`](redis::cluster::ClusterClientBuilder) is). The limiter itself
+//! follows `MOVED` and `ASK` redirections (up to five per check), which is safe because a
+//! node that redirects has not run the script; a batch's slot group that is redirected is
+//! resent check by check. Other refusals during a topology change (`TRYAGAIN`, `CLUSTERDOWN`)
+//! are returned as [`RedisLimiterError::Server`]: the script did not run, and the caller may
+//! retry.
 
 //!
 //! ## Features

@@ -10,7 +10,7 @@ use redis::{Cmd, Value};
 use traffik_core::Decision;
 
 use crate::config::{Plan, RedisAlgorithm, RedisLimiterBuilder, TimeSource};
-use crate::connection::{connect, Conn, Target};
+use crate::connection::{connect, is_unknown_node, Conn, Redirect, Target, MAX_REDIRECTS};
 use crate::error::RedisLimiterError;
 use crate::keys::{self, meta_key, slot_groups};
 use crate::near_cache::{NearCache, NearCacheStats};
@@ -105,7 +105,7 @@ impl RedisLimiter {
     }
 
     /// Starts a builder connecting to `target`: a `redis://` URL, a [`redis::Client`], a
-    /// [`ClusterClient`](redis::cluster::ClusterClient) or a [`Target`].
+    /// [`ClusterClientBuilder`](redis::cluster::ClusterClientBuilder) or a [`Target`].
     pub fn builder(target: impl Into<Target>) -> RedisLimiterBuilder {
         RedisLimiterBuilder {
             target: target.into(),
@@ -362,34 +362,60 @@ impl RedisLimiter {
         }
     }
 
-    /// One check, one round trip (two after a `NOSCRIPT`).
+    /// One check, one round trip. The only resends are of commands a server refused without
+    /// running them: a `NOSCRIPT` (once, by body) and, on a cluster, `MOVED` and `ASK`
+    /// redirections (up to [`MAX_REDIRECTS`]).
     async fn remote(&self, p: &Prepared) -> Result<Decision, RedisLimiterError> {
+        self.remote_until(p, tokio::time::Instant::now() + self.inner.timeout)
+            .await
+    }
+
+    async fn remote_until(
+        &self,
+        p: &Prepared,
+        deadline: tokio::time::Instant,
+    ) -> Result<Decision, RedisLimiterError> {
         let label = || String::from_utf8_lossy(&p.key).into_owned();
-        let deadline = tokio::time::Instant::now() + self.inner.timeout;
         let mut conn = self.inner.conn.clone();
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let cmd = self.command(p, true);
-        let reply = match tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await {
-            Err(_) => return Err(self.timed_out()),
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::NoScriptError => None,
-            Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label())),
-            Ok(Ok(v)) if is_noscript(&v) => None,
-            Ok(Ok(v)) => Some(v),
-        };
-        let reply = match reply {
-            Some(v) => v,
-            None => {
-                // The script never ran: sending its body is safe and caches it again.
-                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-                let cmd = self.command(p, false);
-                match tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await {
-                    Err(_) => return Err(self.timed_out()),
-                    Ok(Err(e)) => return Err(RedisLimiterError::from_redis(&e, &label())),
-                    Ok(Ok(v)) => v,
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
+        loop {
+            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            let cmd = self.command(p, by_sha);
+            let sent = match &redirect {
+                None => tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await,
+                Some(to) => tokio::time::timeout_at(deadline, conn.send_redirected(&cmd, to)).await,
+            };
+            let err = match sent {
+                Err(_) => return Err(self.timed_out()),
+                Ok(Ok(v)) if by_sha && is_noscript(&v) => {
+                    // The script never ran: sending its body is safe and caches it again.
+                    by_sha = false;
+                    continue;
+                }
+                Ok(Ok(v)) => return self.finish(p, v),
+                Ok(Err(e)) => e,
+            };
+            if by_sha && err.kind() == redis::ErrorKind::NoScriptError {
+                by_sha = false;
+                continue;
+            }
+            if cluster && redirects < MAX_REDIRECTS {
+                if let Some(to) = Redirect::of(&err) {
+                    redirects += 1;
+                    redirect = Some(to);
+                    continue;
+                }
+                if matches!(redirect, Some(Redirect::Moved(_))) && is_unknown_node(&err) {
+                    // Not sent: no connection to that node yet. The `MOVED` made the client
+                    // refresh its slot map, so routing by slot reaches the new owner.
+                    redirects += 1;
+                    redirect = None;
+                    continue;
                 }
             }
-        };
-        self.finish(p, reply)
+            return Err(RedisLimiterError::from_redis(&err, &label()));
+        }
     }
 
     /// Many checks in one pipeline; entries answered `NOSCRIPT` (whose script never ran) are
@@ -406,6 +432,11 @@ impl RedisLimiter {
             .await;
         let replies = match first {
             Ok(v) => v,
+            Err(Failure::Redirected) => {
+                return self
+                    .one_by_one(pending.iter().map(|(_, p)| p), deadline)
+                    .await
+            }
             Err(failure) => {
                 return pending
                     .iter()
@@ -446,6 +477,14 @@ impl RedisLimiter {
                         });
                     }
                 }
+                Err(Failure::Redirected) => {
+                    let answers = self
+                        .one_by_one(retry.iter().map(|&idx| &pending[idx].1), deadline)
+                        .await;
+                    for (&idx, answer) in retry.iter().zip(answers) {
+                        out[idx] = Some(answer);
+                    }
+                }
                 Err(failure) => {
                     for &idx in &retry {
                         out[idx] = Some(Err(self.failed(&failure, &pending[idx].1.key)));
@@ -456,6 +495,16 @@ impl RedisLimiter {
         out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(bad_reply("missing pipeline reply".into()))))
             .collect()
+    }
+
+    /// The checks of a cluster transaction that was redirected (so none of them ran), each
+    /// sent on its own, following its own redirections, concurrently.
+    async fn one_by_one<'p>(
+        &self,
+        checks: impl Iterator<Item = &'p Prepared>,
+        deadline: tokio::time::Instant,
+    ) -> Vec<Result<Decision, RedisLimiterError>> {
+        futures_util::future::join_all(checks.map(|p| self.remote_until(p, deadline))).await
     }
 
     /// Sends the checks as one pipeline (by SHA or by body) and returns one reply per check.
@@ -501,6 +550,8 @@ impl RedisLimiter {
                     Ok(Err(e)) if e.kind() == redis::ErrorKind::NoScriptError => {
                         Ok((0..n).map(|_| Reply::NoScript).collect())
                     }
+                    // Redirected at queueing or at `EXEC`: the transaction was discarded.
+                    Ok(Err(e)) if Redirect::of(&e).is_some() => Err(Failure::Redirected),
                     Ok(Err(e)) => Err(Failure::Transaction(e)),
                     Ok(Ok(mut v)) => match v.pop() {
                         Some(Value::Array(replies)) if v.is_empty() && replies.len() == n => {
@@ -536,6 +587,11 @@ impl RedisLimiter {
                         String::from_utf8_lossy(key)
                     ),
                 },
+            },
+            // Handled by resending each check on its own; were it reported, it would be as this.
+            Failure::Redirected => RedisLimiterError::Server {
+                detail: "the cluster redirected the transaction, which therefore did not run"
+                    .into(),
             },
             Failure::Count(got, sent) => {
                 bad_reply(format!("{got} replies to a pipeline of {sent}"))

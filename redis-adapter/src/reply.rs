@@ -30,6 +30,8 @@ pub(crate) enum Failure {
     /// A cluster transaction's first error: it may concern any one entry, and the others may
     /// have run.
     Transaction(redis::RedisError),
+    /// A cluster transaction answered `MOVED` or `ASK`: it was discarded, no entry ran.
+    Redirected,
     /// `(received, sent)`.
     Count(usize, usize),
     Reply(String),

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{fake_server, free_port, Fake, Monitor, RedisServer};
+use support::{command_calls, fake_server, free_port, Fake, Monitor, RedisServer, ReplyCutter};
 use traffik_core::Rate;
 use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError, TimeSource};
 
@@ -415,6 +415,43 @@ async fn server_dying_mid_call_is_reply_lost_and_not_resent() {
     assert!(err.is_indeterminate());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(evals.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A real server runs the check, and the reply is lost on the way back (a proxy drops the
+/// connection instead of passing it on): the call is indeterminate, the script ran once and
+/// was sent once, and the key holds exactly the charges that reached it.
+#[tokio::test]
+async fn a_lost_reply_from_a_real_server_is_never_resent() {
+    let server = RedisServer::start();
+    let proxy = ReplyCutter::start(server.port);
+    let l = RedisLimiter::builder(proxy.url())
+        .rate(Rate::per_hour(10))
+        .prefix("cut")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(l.check("k", 1).await.unwrap().remaining(), 9);
+    proxy.cut_next(&l.redis_key(b"k"));
+    let before = command_calls(server.port, "evalsha");
+    let err = l.check("k", 1).await.unwrap_err();
+    assert!(
+        matches!(err, RedisLimiterError::ReplyLost { .. }) && err.is_indeterminate(),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(command_calls(server.port, "evalsha") - before, 1);
+    assert_eq!(proxy.evals(), 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let remaining = loop {
+        match l.peek("k").await {
+            Ok(d) => break d.remaining(),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "never reconnected: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(remaining, 8);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use support::RedisCluster;
 use traffik_core::Rate;
-use traffik_redis::{RedisLimiter, Target, TimeSource};
+use traffik_redis::{RedisLimiter, RedisLimiterError, Target, TimeSource};
 
 /// `calls` of `command` in every node's `INFO commandstats`, summed.
 fn command_calls(cluster: &RedisCluster, command: &str) -> u64 {
@@ -310,4 +310,153 @@ async fn keys_of_any_bytes_hash_to_one_slot() {
         }
         assert_eq!(l.peek(b"").await.unwrap().remaining(), 0, "{alg:?}");
     }
+}
+
+/// The node (index) that owns the slot of `name`: the others answer `-MOVED`.
+fn owner(cluster: &RedisCluster, name: &[u8]) -> usize {
+    let name = std::str::from_utf8(name).unwrap();
+    (0..cluster.nodes.len())
+        .find(|&i| cluster.nodes[i].raw(&["EXISTS", name]).starts_with(':'))
+        .unwrap()
+}
+
+fn node_id(node: &support::RedisServer) -> String {
+    let reply = node.raw(&["CLUSTER", "MYID"]);
+    reply.lines().nth(1).unwrap().trim().to_owned()
+}
+
+/// With the client's retries off (see the next test), the limiter follows `MOVED` and `ASK`
+/// itself: a node that redirects did not run the script. A slot is migrated from one master to
+/// another under a running limiter: during the migration its keys are created on the target
+/// through `ASK`; once moved, the limiter's stale slot map meets `MOVED`. Single checks and
+/// slot-group transactions both arrive, each charged once, on the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_and_ask_redirections_are_followed() {
+    let cluster = RedisCluster::start();
+    let l = RedisLimiter::builder(Target::cluster(cluster.urls()))
+        .rate(Rate::per_hour(10))
+        .prefix("mig")
+        .build()
+        .await
+        .unwrap();
+    let keys = support::same_slot_keys("migrating", 3);
+    let name = l.redis_key(keys[0].as_bytes());
+    let from = owner(&cluster, &name);
+    let to = (from + 1) % 3;
+    let slot = server_slot(&cluster, &name).to_string();
+    let (from_id, to_id) = (node_id(&cluster.nodes[from]), node_id(&cluster.nodes[to]));
+    let evalsha_on = |i: usize| support::command_calls(cluster.nodes[i].port, "evalsha");
+
+    let set = |i: usize, args: &[&str]| {
+        let mut cmd = vec!["CLUSTER", "SETSLOT", &slot];
+        cmd.extend_from_slice(args);
+        let reply = cluster.nodes[i].raw(&cmd);
+        assert!(reply.starts_with("+OK"), "{cmd:?}: {reply}");
+    };
+    set(to, &["IMPORTING", &from_id]);
+    set(from, &["MIGRATING", &to_id]);
+    // The keys do not exist on the source: it answers ASK, and the target runs the script.
+    let (from_before, to_before) = (evalsha_on(from), evalsha_on(to));
+    assert_eq!(l.check(&keys[0], 1).await.unwrap().remaining(), 9);
+    let batch = [(&keys[1], 1), (&keys[2], 2)];
+    let got: Vec<u64> = l
+        .check_many(&batch)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().remaining())
+        .collect();
+    assert_eq!(got, [9, 8]);
+    assert_eq!(evalsha_on(from) - from_before, 0, "the source ran nothing");
+    assert_eq!(
+        evalsha_on(to) - to_before,
+        3,
+        "the target ran each check once"
+    );
+
+    // Finish the migration (the target first, which takes the slot); the limiter still routes
+    // the slot to the source, which now answers MOVED.
+    set(to, &["NODE", &to_id]);
+    set(from, &["NODE", &to_id]);
+    set(3 - from - to, &["NODE", &to_id]);
+    assert_eq!(l.check(&keys[0], 1).await.unwrap().remaining(), 8);
+    let got: Vec<u64> = l
+        .check_many(&batch)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().remaining())
+        .collect();
+    assert_eq!(got, [8, 6]);
+    assert_eq!(evalsha_on(from) - from_before, 0);
+    assert_eq!(evalsha_on(to) - to_before, 6);
+    assert_eq!(
+        cluster.nodes[to].raw(&["EXISTS", std::str::from_utf8(&name).unwrap()]),
+        ":1\r\n"
+    );
+}
+
+/// A check whose reply is lost after the script ran is reported as indeterminate and never
+/// resent: the key is charged exactly once. (redis-rs's cluster client resends a request after
+/// an I/O error by default, which charged it twice.) One master is reached through a proxy
+/// that forwards the check and drops the connection instead of passing the reply on: the
+/// master announces the proxy's port, so the client's connection to it runs through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_on_a_cluster_is_never_resent() {
+    let cluster = RedisCluster::start();
+    let proxy = support::ReplyCutter::start(cluster.nodes[0].port);
+    let port = proxy.port.to_string();
+    let reply = cluster.nodes[0].raw(&["CONFIG", "SET", "cluster-announce-port", &port]);
+    assert!(reply.starts_with("+OK"), "{reply}");
+    // Every node's view of the cluster names the proxy (gossip takes a moment).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let announced = format!("127.0.0.1:{port}@");
+    for node in &cluster.nodes {
+        while !node.raw(&["CLUSTER", "NODES"]).contains(&announced) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the port never spread"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let l = RedisLimiter::builder(Target::cluster([proxy.url()]))
+        .rate(Rate::per_hour(10))
+        .prefix("cut")
+        .build()
+        .await
+        .unwrap();
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| owner(&cluster, &l.redis_key(k.as_bytes())) == 0)
+        .unwrap();
+    assert_eq!(l.check(&key, 1).await.unwrap().remaining(), 9);
+    assert_eq!(proxy.evals(), 1, "the check went through the proxy");
+
+    proxy.cut_next(&l.redis_key(key.as_bytes()));
+    let before = support::command_calls(cluster.nodes[0].port, "evalsha");
+    let err = l.check(&key, 1).await.unwrap_err();
+    assert!(
+        matches!(err, RedisLimiterError::ReplyLost { .. }) && err.is_indeterminate(),
+        "{err}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        support::command_calls(cluster.nodes[0].port, "evalsha") - before,
+        1,
+        "the script ran once"
+    );
+    assert_eq!(proxy.evals(), 2, "and was sent once");
+    // Once reconnected, the key shows exactly two charges.
+    let remaining = loop {
+        match l.peek(&key).await {
+            Ok(d) => break d.remaining(),
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never reconnected: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(remaining, 8);
 }

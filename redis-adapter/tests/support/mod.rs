@@ -366,3 +366,149 @@ pub fn same_slot_keys(stem: &str, n: usize) -> Vec<String> {
         .take(n)
         .collect()
 }
+
+/// Reads one RESP array of bulk strings, returning its arguments and its exact bytes; `None`
+/// at end of stream.
+fn read_command_raw(r: &mut impl std::io::BufRead) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
+    let mut raw = Vec::new();
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).ok()?;
+    let n: usize = std::str::from_utf8(&line)
+        .ok()?
+        .trim()
+        .strip_prefix('*')?
+        .parse()
+        .ok()?;
+    raw.extend_from_slice(&line);
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_until(b'\n', &mut line).ok()?;
+        let len: usize = std::str::from_utf8(&line)
+            .ok()?
+            .trim()
+            .strip_prefix('$')?
+            .parse()
+            .ok()?;
+        raw.extend_from_slice(&line);
+        let mut buf = vec![0u8; len + 2];
+        r.read_exact(&mut buf).ok()?;
+        raw.extend_from_slice(&buf);
+        buf.truncate(len);
+        args.push(buf);
+    }
+    Some((args, raw))
+}
+
+/// A TCP proxy in front of a Redis server that can lose one reply on purpose: armed with a
+/// marker, it forwards the next `EVAL`/`EVALSHA` having the marker among its arguments, lets
+/// the server run it, and then closes that client connection without passing the reply on.
+/// Everything else is passed through. It counts the script calls it forwarded.
+pub struct ReplyCutter {
+    pub port: u16,
+    armed: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    evals: std::sync::Arc<AtomicU32>,
+}
+
+impl ReplyCutter {
+    /// Listens on a free loopback port; runs until the test process ends.
+    pub fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+        let evals = std::sync::Arc::new(AtomicU32::new(0));
+        let (armed2, evals2) = (armed.clone(), evals.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (armed, evals) = (armed2.clone(), evals2.clone());
+                let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                // Server to client: bytes as they come, none once the connection is being cut.
+                {
+                    let (mut from, mut to) =
+                        (server.try_clone().unwrap(), client.try_clone().unwrap());
+                    let cut = cut.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16_384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0
+                                || cut.load(Ordering::SeqCst)
+                                || to.write_all(&buf[..n]).is_err()
+                            {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                // Client to server, one command at a time.
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                    let mut to = server;
+                    while let Some((args, raw)) = read_command_raw(&mut reader) {
+                        let name = args
+                            .first()
+                            .map(|a| a.to_ascii_uppercase())
+                            .unwrap_or_default();
+                        let is_eval = name == b"EVAL" || name == b"EVALSHA";
+                        let hit = is_eval && {
+                            let mut armed = armed.lock().unwrap();
+                            let hit = armed.as_ref().is_some_and(|m| args.iter().any(|a| a == m));
+                            if hit {
+                                *armed = None;
+                            }
+                            hit
+                        };
+                        if hit {
+                            cut.store(true, Ordering::SeqCst);
+                        }
+                        if is_eval {
+                            evals.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if to.write_all(&raw).is_err() {
+                            break;
+                        }
+                        if hit {
+                            // Let the script run, then drop both sides: its reply is lost.
+                            std::thread::sleep(Duration::from_millis(200));
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        ReplyCutter { port, armed, evals }
+    }
+
+    /// Loses the reply to the next script call with `marker` (a whole argument, e.g. the
+    /// limiter key) among its arguments.
+    pub fn cut_next(&self, marker: &[u8]) {
+        *self.armed.lock().unwrap() = Some(marker.to_vec());
+    }
+
+    /// Script calls forwarded so far.
+    pub fn evals(&self) -> u32 {
+        self.evals.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// `calls` of `command` in a server's `INFO commandstats` (0 if never called).
+pub fn command_calls(port: u16, command: &str) -> u64 {
+    let needle = format!("cmdstat_{command}:calls=");
+    raw_command(port, &["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().trim().parse().unwrap()
+        })
+}
