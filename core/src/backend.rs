@@ -68,8 +68,7 @@ impl LimiterError for CheckError {
 ///
 /// `K` is the key type the limiter accepts: stores that keep bytes (Redis, Memcached) accept any
 /// `K: AsRef<[u8]>` (so `str`, `[u8]`, `String`, `Vec<u8>`), and the in-process table accepts
-/// every [`Key`](crate::Key) (integers and addresses stored exactly, strings and bytes by
-/// fingerprint).
+/// every `Key` (integers and addresses stored exactly, strings and bytes by fingerprint).
 ///
 /// * [`check`](Self::check) charges `cost` all-or-nothing: a denial charges nothing. A cost of
 ///   zero behaves like [`peek`](Self::peek).
@@ -77,8 +76,8 @@ impl LimiterError for CheckError {
 /// * [`reset`](Self::reset) makes the key fresh.
 ///
 /// The in-process table's futures are ready at once (no allocation, no boxing); the check itself
-/// stays the synchronous [`KeyedLimiter::check`](crate::KeyedLimiter::check) for callers that do
-/// not need the contract.
+/// stays the synchronous `KeyedLimiter::check` (feature `alloc`) for callers that do not need
+/// the contract.
 ///
 /// ```
 /// # #[cfg(feature = "alloc")] {

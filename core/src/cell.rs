@@ -34,7 +34,7 @@ impl StateCell {
     }
 
     /// Checks `cost` at `now`, charging it if admitted. Readings past
-    /// [`MAX_NOW`](crate::MAX_NOW) count as `MAX_NOW`, the latest the algorithms are specified
+    /// [`MAX_NOW`] count as `MAX_NOW`, the latest the algorithms are specified
     /// for.
     ///
     /// `now` is read once by the caller and reused if the CAS has to retry. A reading that has
