@@ -1,6 +1,7 @@
 //! [`Failover`]: the wrapper itself, and its [`AsyncLimiter`] implementation.
 
-use super::breaker::{BreakerState, CircuitBreaker};
+use super::breaker::{BreakerState, CircuitBreaker, Permit};
+use super::check::{Check, Start};
 use super::error::{FailoverError, NoFallback};
 use super::policy::{FailoverBuilder, Policy};
 use super::replay::{JoinAll, ReplayQueue};
@@ -46,7 +47,7 @@ impl<K: ?Sized + ToOwned, P, F, C> fmt::Debug for Failover<K, P, F, C> {
 }
 
 /// Why the primary gave no decision.
-enum Failure<E> {
+pub(super) enum Failure<E> {
     Error(E),
     Timeout(Duration),
 }
@@ -154,42 +155,82 @@ where
     where
         Fut: Future<Output = Result<T, P::Error>>,
     {
+        let first = self.attempt(call()).await;
+        self.settle(first, call).await
+    }
+
+    /// One attempt, bounded by the timeout.
+    async fn attempt<T>(
+        &self,
+        call: impl Future<Output = Result<T, P::Error>>,
+    ) -> Result<T, Failure<P::Error>> {
+        match bounded(call, self.timeout).await {
+            Some(result) => result.map_err(Failure::Error),
+            None => Err(Failure::Timeout(self.timeout.unwrap_or(Duration::MAX))),
+        }
+    }
+
+    /// Counts the outcome of attempt number 1, and retries (calling `call` again) while the
+    /// failure is known not to have charged and attempts are left.
+    async fn settle<T, Fut>(
+        &self,
+        mut outcome: Result<T, Failure<P::Error>>,
+        call: impl Fn() -> Fut,
+    ) -> Result<T, Failure<P::Error>>
+    where
+        Fut: Future<Output = Result<T, P::Error>>,
+    {
         let mut attempt = 1;
         loop {
-            match bounded(call(), self.timeout).await {
-                Some(Ok(v)) => return Ok(v),
-                None => {
-                    self.counters.bump(Event::Timeout);
-                    self.counters.bump(Event::Indeterminate);
-                    return Err(Failure::Timeout(self.timeout.unwrap_or(Duration::MAX)));
-                }
-                Some(Err(e)) => {
-                    let kind = e.kind();
-                    self.counters.bump(Event::error(kind));
-                    if !kind.is_retry_safe() || attempt >= self.retry.max_attempts() {
-                        return Err(Failure::Error(e));
-                    }
-                    self.counters.bump(Event::Retry);
-                    let delay = self.retry.next_delay(attempt);
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    attempt += 1;
-                }
+            let failure = match outcome {
+                Ok(v) => return Ok(v),
+                Err(failure) => failure,
+            };
+            let kind = failure.kind();
+            if let Failure::Timeout(_) = failure {
+                self.counters.bump(Event::Timeout);
+            }
+            self.counters.bump(Event::error(kind));
+            if !kind.is_retry_safe() || attempt >= self.retry.max_attempts() {
+                return Err(failure);
+            }
+            self.counters.bump(Event::Retry);
+            let delay = self.retry.next_delay(attempt);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            attempt += 1;
+            outcome = self.attempt(call()).await;
+        }
+    }
+
+    /// Everything of a check but its fast path (see `Check`): one `async fn`, so it is one
+    /// concrete future type the hand-written `Check` can box.
+    pub(super) async fn check_rest(
+        &self,
+        key: &K,
+        cost: u64,
+        start: Start<'_, C, P::Error>,
+    ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        match start {
+            Start::Open => self.check_unavailable(key, cost, Cause::Open).await,
+            Start::Attempted(permit, first) => self.check_slow(key, cost, permit, first).await,
+            Start::Replay(decision) => {
+                self.replay_batch_once().await;
+                Ok(decision)
             }
         }
     }
 
-    async fn check_inner(
+    /// The rest of a check whose first attempt did not answer at once.
+    async fn check_slow(
         &self,
         key: &K,
         cost: u64,
+        permit: Permit<'_, C>,
+        first: Result<Decision, Failure<P::Error>>,
     ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
-        let Ok(permit) = self.breaker.acquire() else {
-            self.counters.bump(Event::ShortCircuit);
-            return self.check_unavailable(key, cost, Cause::Open).await;
-        };
-        match self.ask(|| self.primary.check(key, cost)).await {
+        match self.settle(first, || self.primary.check(key, cost)).await {
             Ok(decision) => {
                 permit.succeed();
                 if self.replay.has_pending() {
@@ -365,7 +406,11 @@ where
         key: &K,
         cost: u64,
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-        self.check_inner(key, cost)
+        Check::new(
+            self,
+            || self.primary.check(key, cost),
+            move |start| self.check_rest(key, cost, start),
+        )
     }
 
     fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {

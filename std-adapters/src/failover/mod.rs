@@ -13,6 +13,8 @@ pub use breaker::{
 };
 
 #[cfg(feature = "tokio")]
+mod check;
+#[cfg(feature = "tokio")]
 mod error;
 #[cfg(feature = "tokio")]
 mod limiter;
