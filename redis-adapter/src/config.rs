@@ -140,11 +140,22 @@ impl RedisLimiterBuilder {
 
     /// Answers keys that Redis denied locally until their `retry_after` passes (default off).
     ///
-    /// The cache remembers, per key, the smallest cost denied and until when; a check of at
-    /// least that cost before then is denied without a round trip. Other clients can only
-    /// consume more, so such a check would have been denied by Redis too: admissions are never
-    /// affected. The cached denial reports the `remaining` Redis last reported (which may
-    /// understate what has refilled since) and a `retry_after` that is a lower bound.
+    /// The cache remembers, per key, the smallest cost Redis denied and until when (its
+    /// `retry_after`, on the configured time source); a check of at least that cost before then
+    /// is denied without a round trip. A cached answer is never an admission, and it is stale
+    /// for at most the `retry_after` Redis gave.
+    ///
+    /// Other clients can only add charges, so a cached denial is one Redis would give too,
+    /// **unless the key's state is removed or replaced meanwhile**: a `reset` from another
+    /// process (this limiter's own [`reset`](RedisLimiter::reset) clears its entry), a limiter
+    /// with a higher limit on the same prefix, or Redis losing the key (restart, failover,
+    /// flush). Then the cache keeps denying until that `retry_after` passes. The cached denial
+    /// reports the `remaining` Redis last reported (which may understate what has refilled
+    /// since) and a `retry_after` counted down from Redis's.
+    ///
+    /// Only checks on the configured time source ([`check`](RedisLimiter::check),
+    /// [`check_many`](RedisLimiter::check_many)) use the cache;
+    /// [`check_at`](RedisLimiter::check_at), whose time may be on any clock, bypasses it.
     pub fn near_cache(mut self, enabled: bool) -> Self {
         self.near_cache = enabled;
         self

@@ -62,8 +62,8 @@ struct Prepared {
     key: Vec<u8>,
     cost: u64,
     now: Now,
-    /// The near-cache clock at the moment the request was built.
-    local: u64,
+    /// The near cache's clock when the request was built, if this call uses the cache.
+    local: Option<u64>,
 }
 
 impl RedisLimiter {
@@ -126,18 +126,20 @@ impl RedisLimiter {
         cost: u64,
     ) -> Result<Decision, RedisLimiterError> {
         let now = self.now();
-        self.check_now(key.as_ref(), cost, now).await
+        self.check_now(key.as_ref(), cost, now, true).await
     }
 
     /// Checks as if the time were `now_nanos` (caller's clock, nanoseconds below 2^62), whatever
-    /// the configured time source.
+    /// the configured time source. It bypasses the near cache (neither answered from it nor
+    /// feeding it): the cache keeps time on the configured source, and `now_nanos` may be on
+    /// any clock.
     pub async fn check_at(
         &self,
         key: impl AsRef<[u8]>,
         cost: u64,
         now_nanos: u64,
     ) -> Result<Decision, RedisLimiterError> {
-        self.check_now(key.as_ref(), cost, Now::Nanos(now_nanos))
+        self.check_now(key.as_ref(), cost, Now::Nanos(now_nanos), false)
             .await
     }
 
@@ -187,7 +189,7 @@ impl RedisLimiter {
             Vec::with_capacity(checks.len());
         let mut pending = Vec::new();
         for (i, (key, cost)) in checks.iter().enumerate() {
-            match self.local_answer(key.as_ref(), *cost, now) {
+            match self.local_answer(key.as_ref(), *cost, now, true) {
                 Ok(answer) => out.push(Some(answer)),
                 Err(prepared) => {
                     out.push(None);
@@ -270,7 +272,9 @@ impl RedisLimiter {
         }
     }
 
-    /// The near cache's clock: the caller's nanoseconds, or local monotonic time for server time.
+    /// The near cache's clock, on the configured time source: its nanoseconds for a caller
+    /// clock (the time the check is decided at), local monotonic time for server time (which
+    /// runs at the rate of Redis's).
     fn local_now(&self, now: Now) -> u64 {
         match now {
             Now::Nanos(n) => n,
@@ -285,20 +289,22 @@ impl RedisLimiter {
         key: &[u8],
         cost: u64,
         now: Now,
+        cached: bool,
     ) -> Result<Decision, RedisLimiterError> {
-        match self.local_answer(key, cost, now) {
+        match self.local_answer(key, cost, now, cached) {
             Ok(answer) => answer,
             Err(prepared) => self.remote(&prepared).await,
         }
     }
 
-    /// Answers without Redis when possible (capacity, unlimited, near cache); otherwise the
-    /// prepared request.
+    /// Answers without Redis when possible (capacity, unlimited, and the near cache if `cached`:
+    /// `now` is on the configured time source); otherwise the prepared request.
     fn local_answer(
         &self,
         key: &[u8],
         cost: u64,
         now: Now,
+        cached: bool,
     ) -> Result<Result<Decision, RedisLimiterError>, Prepared> {
         let plan = &self.inner.plan;
         if plan.unlimited {
@@ -310,8 +316,8 @@ impl RedisLimiter {
             }));
         }
         let redis_key = self.redis_key(key);
-        let local = self.local_now(now);
-        if let (Some(near), true) = (&self.inner.near, cost > 0) {
+        let local = (cached && self.inner.near.is_some()).then(|| self.local_now(now));
+        if let (Some(near), Some(local), true) = (&self.inner.near, local, cost > 0) {
             if let Some(denied) = near.lookup(&redis_key, cost, local) {
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Ok(denied));
@@ -610,8 +616,12 @@ impl RedisLimiter {
     fn finish(&self, p: &Prepared, reply: Value) -> Result<Decision, RedisLimiterError> {
         let plan = &self.inner.plan;
         let decision = parse_reply(reply, &p.key, plan.capacity, plan.unit)?;
-        if let (Some(near), true) = (&self.inner.near, decision.is_denied() && p.cost > 0) {
-            near.record(&p.key, p.cost, p.local, &decision);
+        if let (Some(near), Some(local), true) = (
+            &self.inner.near,
+            p.local,
+            decision.is_denied() && p.cost > 0,
+        ) {
+            near.record(&p.key, p.cost, local, &decision);
         }
         Ok(decision)
     }

@@ -4,10 +4,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{command_calls, fake_server, free_port, Fake, Monitor, RedisServer, ReplyCutter};
-use traffik_core::Rate;
+use traffik_core::{Decision, Rate};
 use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError, TimeSource};
 
 const MS: u64 = 1_000_000;
@@ -312,30 +314,69 @@ async fn near_cache_answers_denied_keys_locally() {
     let _ = l.check("k2", 1).await.unwrap();
     assert_eq!(l.stats().round_trips, before + 1);
 
-    // With injected time the cached denial ends exactly at retry_after.
+    // On a caller clock the cached denial ends exactly at retry_after.
+    let clock = Arc::new(AtomicU64::new(1_000 * 1_000 * MS));
+    let t0 = clock.load(Ordering::SeqCst);
     let l = RedisLimiter::builder(server.url())
         .rate(Rate::per_second(2))
-        .prefix("inj")
+        .prefix("clock")
+        .time_source(TimeSource::Custom({
+            let clock = Arc::clone(&clock);
+            Arc::new(move || clock.load(Ordering::SeqCst))
+        }))
         .near_cache(true)
         .build()
         .await
         .unwrap();
-    let t0 = 1_000 * 1_000 * MS;
-    assert!(l.check_at("x", 2, t0).await.unwrap().is_allowed());
-    let denied = l.check_at("x", 1, t0).await.unwrap();
+    assert!(l.check("x", 2).await.unwrap().is_allowed());
+    let denied = l.check("x", 1).await.unwrap();
+    assert_eq!(denied.retry_after_nanos(), 500 * MS);
     let hits = l.stats().hits;
-    let cached = l.check_at("x", 1, t0 + 100 * MS).await.unwrap();
+    clock.store(t0 + 100 * MS, Ordering::SeqCst);
+    let cached = l.check("x", 1).await.unwrap();
     assert_eq!(l.stats().hits, hits + 1);
-    assert_eq!(
-        cached.retry_after_nanos(),
-        denied.retry_after_nanos() - 100 * MS
-    );
-    let due = l
-        .check_at("x", 1, t0 + denied.retry_after_nanos())
-        .await
-        .unwrap();
+    assert_eq!(cached, Decision::deny(2, 0, 400 * MS, 900 * MS));
+    clock.store(t0 + 500 * MS, Ordering::SeqCst);
+    let due = l.check("x", 1).await.unwrap();
     assert!(due.is_allowed());
     assert_eq!(l.stats().hits, hits + 1);
+}
+
+/// `check_at` times may be on any clock, so they neither feed nor consult the near cache,
+/// which keeps time on the configured source. Before, a denial at a Unix-epoch `check_at` time
+/// was cached until that time plus `retry_after` on the cache's monotonic clock, which starts
+/// near zero: every `check` of the key was then denied locally for decades.
+#[tokio::test]
+async fn check_at_and_check_do_not_share_the_near_cache_clock() {
+    let server = RedisServer::start();
+    let l = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(2))
+        .prefix("mixed")
+        .near_cache(true)
+        .build()
+        .await
+        .unwrap();
+    // An hour ago on the Unix clock: by Redis's own time the key is long fresh again.
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let hour_ago = unix.as_nanos() as u64 - 3_600_000 * MS;
+    assert!(l.check_at("k", 2, hour_ago).await.unwrap().is_allowed());
+    let denied = l.check_at("k", 1, hour_ago).await.unwrap();
+    assert_eq!(denied.retry_after_nanos(), 500 * MS);
+    let now = l.check("k", 1).await.unwrap();
+    assert!(now.is_allowed(), "{now:?}");
+    assert_eq!(now.remaining(), 1);
+    assert_eq!(l.stats().hits, 0);
+    // And the other way: a denial on the configured source is not consulted by check_at.
+    assert!(l.check("k", 1).await.unwrap().is_allowed());
+    assert!(l.check("k", 1).await.unwrap().is_denied());
+    let before = l.stats();
+    assert!(l
+        .check_at("k", 1, hour_ago + 1_000 * MS)
+        .await
+        .unwrap()
+        .is_denied());
+    assert_eq!(l.stats().hits, before.hits);
+    assert_eq!(l.stats().round_trips, before.round_trips + 1);
 }
 
 #[tokio::test]
