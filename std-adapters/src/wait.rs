@@ -144,6 +144,7 @@ fn block_loop(
 }
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use self::asynchronous::{until_ready, until_ready_with, WaitOptions};
 
 #[cfg(feature = "tokio")]

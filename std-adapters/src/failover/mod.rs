@@ -28,12 +28,17 @@ pub(crate) mod retry;
 mod stats;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use error::{FailoverError, NoFallback};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use limiter::Failover;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use policy::{node_share, FailoverBuildError, FailoverBuilder, OnError, ShareError};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use retry::{Backoff, Jitter, RetryPolicy};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use stats::{ErrorCounts, FailoverStats, ReplayStats};
