@@ -84,7 +84,7 @@ impl MemcachedLimiterBuilder {
             prefix: "traffik".into(),
             timeout: Duration::from_millis(500),
             pool_size: 8,
-            cas_attempts: 32,
+            cas_attempts: 64,
             clock: Arc::new(SystemClock),
         }
     }
@@ -148,7 +148,7 @@ impl MemcachedLimiterBuilder {
     }
 
     /// How many read-decide-write rounds one check may take when other clients keep changing
-    /// the key between its read and its write (default 32); then it fails with
+    /// the key between its read and its write (default 64); then it fails with
     /// [`MemcachedLimiterError::Contention`], having written nothing.
     pub fn cas_attempts(mut self, attempts: u32) -> Self {
         self.cas_attempts = attempts;
