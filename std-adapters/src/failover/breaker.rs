@@ -17,7 +17,9 @@
 //! same transition exactly one makes it (the loom model in `loom-tests/tests/breaker.rs` checks
 //! this). Each permit carries the *epoch* it was granted in (a counter bumped by every
 //! transition), and a result reported for an earlier epoch is ignored: a slow call that was let
-//! through while closed cannot close, reopen or count toward a later half-open state.
+//! through while closed cannot close, reopen or count toward a later half-open state. (The
+//! epoch has 16 bits: a permit outstanding across 65,536 further transitions would be taken for
+//! a current one, and its one result counted.)
 //!
 //! The open deadline is kept in whole milliseconds of the breaker's [`Clock`], rounded up, so
 //! the breaker stays open for at least the recovery timeout and at most one millisecond more.
