@@ -39,8 +39,13 @@
 //! nanosecond for nanosecond for every algorithm. [`check_many`](MemcachedLimiter::check_many)
 //! pipelines a batch: all its `gets` in one write, all its `cas`/`add` in another.
 //!
-//! The client speaks memcached's classic text protocol itself (see the `protocol` module's
-//! notes), over a small fixed pool of TCP connections per server.
+//! The client speaks memcached's classic text protocol itself (`gets`, `add`, `cas`, `delete`,
+//! `version`), over a small fixed pool of TCP connections per server. Every memcached release
+//! and memcached-speaking proxy accepts these commands, and owning the few lines of protocol
+//! lets the limiter know, for every failure, whether a write had been sent: that is the
+//! difference between "not charged" and "indeterminate" below. A connection whose call failed,
+//! timed out or was dropped is closed, never reused, so a late reply cannot be read as the
+//! answer to another request.
 //!
 //! ## Time
 //!
@@ -56,7 +61,12 @@
 //!   never loosens a decision and never underflows (for the window algorithms, for lags under
 //!   one window).
 //! * A process whose clock runs *ahead* by `s` sees budget come back `s` early, and so hands
-//!   it out early: in any window, up to `s` worth of rate more than the limit.
+//!   it out early: in any window, up to `s` worth of rate more than the limit. The expiries it
+//!   sets are computed on its clock too, so keys it writes can vanish up to `s` early, which is
+//!   the same effect.
+//!
+//! The system clock is not monotonic: an NTP step backwards acts like a lag (stricter), a step
+//! forwards like running ahead.
 //!
 //! ## Keys
 //!
