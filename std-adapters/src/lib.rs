@@ -1,6 +1,7 @@
 //! # traffik
 //!
-//! Exact, lock-free rate limiting for Rust: one key or millions, from any number of threads.
+//! Exact rate limiting for Rust: one key or millions, from any number of threads, with checks
+//! that never take a lock.
 //!
 //! This crate re-exports the `no_std` engine ([`traffik_core`]) and adds what a std program
 //! needs: a real clock ([`QuantaClock`]), random seeds, and a [`builder()`] with sensible
@@ -24,10 +25,11 @@
 
 pub mod builder;
 pub mod clock;
-
 pub mod failover;
+pub mod route;
 mod sync;
 pub mod wait;
+
 pub use builder::{builder, BuildError, Builder, DirectLimiter, IntoRate, RateLimiter};
 pub use clock::QuantaClock;
 
