@@ -33,8 +33,9 @@ use traffik_core::{AsyncLimiter, Decision, ErrorKind, LimiterError};
 ///         Poll::Pending => unreachable!("in-process limiters answer at once"),
 ///     }
 /// };
-/// assert_eq!(check("free-7", 3)?, false); // above the free burst of 2
-/// assert_eq!(check("paid-7", 3)?, true);
+/// assert!(check("free-7", 2)?); // the free burst of 2...
+/// assert!(!check("free-7", 1)?); // ...is spent
+/// assert!(check("paid-7", 50)?); // the paid table has room
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Routed<L, F> {
