@@ -17,7 +17,7 @@ impl RedisLimiter {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| RedisLimiterError::Config(format!("cannot start a runtime: {e}")))?;
+            .map_err(|e| RedisLimiterError::config_from("cannot start a runtime", e))?;
         let inner = runtime.block_on(builder.build())?;
         Ok(RedisLimiter { runtime, inner })
     }

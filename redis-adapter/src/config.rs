@@ -14,8 +14,12 @@ use crate::limiter::RedisLimiter;
 /// 2^52: bound on every integer the scripts multiply or store.
 const LIMIT_52: u64 = 1 << 52;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
-/// The largest limit accepted for the sliding window log (it stores one entry per unit).
-const MAX_LOG_LIMIT: u64 = 1_000_000;
+/// The largest limit accepted for the sliding window log. It stores one entry per unit, and a
+/// check that admits or expires a whole window at once adds or removes `limit` entries in one
+/// script on Redis's single thread: measured (`benches/log_cap.rs`, BENCHMARKS.md) at 13-25 ms
+/// for 10,000 on a quiet VM (up to ~55 ms under load), 0.24-0.43 s for 100,000 and 5.7-7.6 s for
+/// 1,000,000 (past Redis's 5 s busy-script threshold).
+pub const MAX_LOG_LIMIT: u64 = 10_000;
 
 /// Which algorithm the scripts run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -33,24 +37,48 @@ pub enum RedisAlgorithm {
     /// [`traffik_core::SlidingWindowCounter`].
     SlidingWindowCounter,
     /// An exact sliding window log: a sorted set of admission times per key, `limit` units in
-    /// any window of one period (an entry at `e` counts at `t` while `e > t - period`). Memory
-    /// and time are O(limit) per key; there is no in-process counterpart.
+    /// any window of one period (an entry at `e` counts at `t` while `e > t - period`). There is
+    /// no in-process counterpart.
+    ///
+    /// Memory is about 100 bytes per admitted unit still in the window, and a check that admits
+    /// or expires many units at once does that much work on Redis's single thread, so the limit
+    /// is capped at [`MAX_LOG_LIMIT`] (10,000: at most tens of milliseconds of server time for
+    /// a check that fills or empties a whole window).
     SlidingWindowLog,
 }
 
-impl From<AlgorithmKind> for RedisAlgorithm {
-    fn from(kind: AlgorithmKind) -> Self {
+/// A core algorithm by its [`AlgorithmKind`]. A kind this crate has no script for (one added to
+/// the core later) is a [`RedisLimiterError::Config`], never silently another algorithm.
+impl TryFrom<AlgorithmKind> for RedisAlgorithm {
+    type Error = RedisLimiterError;
+
+    fn try_from(kind: AlgorithmKind) -> Result<Self, Self::Error> {
         match kind {
-            AlgorithmKind::TokenBucket => RedisAlgorithm::TokenBucket,
-            AlgorithmKind::LeakyBucket => RedisAlgorithm::LeakyBucket,
-            AlgorithmKind::FixedWindow => RedisAlgorithm::FixedWindow,
-            AlgorithmKind::SlidingWindowCounter => RedisAlgorithm::SlidingWindowCounter,
-            _ => RedisAlgorithm::Gcra,
+            AlgorithmKind::Gcra => Ok(RedisAlgorithm::Gcra),
+            AlgorithmKind::TokenBucket => Ok(RedisAlgorithm::TokenBucket),
+            AlgorithmKind::LeakyBucket => Ok(RedisAlgorithm::LeakyBucket),
+            AlgorithmKind::FixedWindow => Ok(RedisAlgorithm::FixedWindow),
+            AlgorithmKind::SlidingWindowCounter => Ok(RedisAlgorithm::SlidingWindowCounter),
+            other => Err(RedisLimiterError::config(format!(
+                "traffik-redis has no script for the core algorithm {other:?}"
+            ))),
         }
     }
 }
 
 impl RedisAlgorithm {
+    /// The in-process algorithm the script decides like, if there is one.
+    fn core_kind(self) -> Option<AlgorithmKind> {
+        match self {
+            RedisAlgorithm::Gcra => Some(AlgorithmKind::Gcra),
+            RedisAlgorithm::TokenBucket => Some(AlgorithmKind::TokenBucket),
+            RedisAlgorithm::LeakyBucket => Some(AlgorithmKind::LeakyBucket),
+            RedisAlgorithm::FixedWindow => Some(AlgorithmKind::FixedWindow),
+            RedisAlgorithm::SlidingWindowCounter => Some(AlgorithmKind::SlidingWindowCounter),
+            RedisAlgorithm::SlidingWindowLog => None,
+        }
+    }
+
     pub(crate) fn tag(self) -> &'static str {
         match self {
             RedisAlgorithm::Gcra => "gcra",
@@ -92,7 +120,8 @@ impl fmt::Debug for TimeSource {
 pub struct RedisLimiterBuilder {
     pub(crate) target: Target,
     pub(crate) rate: Option<Rate>,
-    pub(crate) algorithm: RedisAlgorithm,
+    /// The algorithm, or why the one asked for cannot be served.
+    pub(crate) algorithm: Result<RedisAlgorithm, RedisLimiterError>,
     pub(crate) burst: Option<u64>,
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
@@ -107,9 +136,14 @@ impl RedisLimiterBuilder {
         self
     }
 
-    /// The algorithm (default GCRA). Takes a [`RedisAlgorithm`] or a core [`AlgorithmKind`].
-    pub fn algorithm(mut self, algorithm: impl Into<RedisAlgorithm>) -> Self {
-        self.algorithm = algorithm.into();
+    /// The algorithm (default GCRA): a [`RedisAlgorithm`], or a core [`AlgorithmKind`] (one
+    /// without a script here makes [`build`](Self::build) fail with a configuration error).
+    pub fn algorithm<A>(mut self, algorithm: A) -> Self
+    where
+        A: TryInto<RedisAlgorithm>,
+        A::Error: Into<RedisLimiterError>,
+    {
+        self.algorithm = algorithm.try_into().map_err(Into::into);
         self
     }
 
@@ -162,22 +196,21 @@ impl RedisLimiterBuilder {
     }
 
     /// Validates the configuration and connects.
-    pub async fn build(self) -> Result<RedisLimiter, RedisLimiterError> {
+    pub async fn build(mut self) -> Result<RedisLimiter, RedisLimiterError> {
         let rate = self
             .rate
-            .ok_or_else(|| RedisLimiterError::Config("a rate is required".into()))?;
+            .ok_or_else(|| RedisLimiterError::config("a rate is required"))?;
         if self.prefix.contains(['{', '}']) {
-            return Err(RedisLimiterError::Config(
-                "the prefix may not contain '{' or '}' (they delimit the cluster hash tag)".into(),
+            return Err(RedisLimiterError::config(
+                "the prefix may not contain '{' or '}' (they delimit the cluster hash tag)",
             ));
         }
         if self.timeout.is_zero() {
-            return Err(RedisLimiterError::Config(
-                "the timeout must be positive".into(),
-            ));
+            return Err(RedisLimiterError::config("the timeout must be positive"));
         }
-        let plan = Plan::new(self.algorithm, rate, self.burst)?;
-        RedisLimiter::connect(self, plan).await
+        let algorithm = std::mem::replace(&mut self.algorithm, Ok(RedisAlgorithm::Gcra))?;
+        let plan = Plan::new(algorithm, rate, self.burst)?;
+        RedisLimiter::connect(self, algorithm, plan).await
     }
 }
 
@@ -197,7 +230,7 @@ impl Plan {
         rate: Rate,
         burst: Option<u64>,
     ) -> Result<Self, RedisLimiterError> {
-        let cfg = |m: String| RedisLimiterError::Config(m);
+        let cfg = |reason: String| RedisLimiterError::config(reason);
         if rate.is_unlimited() {
             return Ok(Plan {
                 unit: 1,
@@ -219,51 +252,63 @@ impl Plan {
             1
         };
         let unit = k * period;
-        let (params, capacity) = if alg == RedisAlgorithm::SlidingWindowLog {
-            if limit == 0 || limit > period {
-                return Err(cfg(format!(
-                    "rate {rate} is not a finite rate of at most one per ns"
-                )));
-            }
-            if burst.is_some_and(|b| b != limit) {
-                return Err(cfg("the sliding window log takes no burst".into()));
-            }
-            if limit > MAX_LOG_LIMIT {
-                return Err(cfg(format!(
-                    "the sliding window log stores one entry per unit; limit at most {MAX_LOG_LIMIT}"
-                )));
-            }
-            (vec![unit, limit, period], limit)
-        } else {
-            let kind = match alg {
-                RedisAlgorithm::TokenBucket => AlgorithmKind::TokenBucket,
-                RedisAlgorithm::LeakyBucket => AlgorithmKind::LeakyBucket,
-                RedisAlgorithm::FixedWindow => AlgorithmKind::FixedWindow,
-                RedisAlgorithm::SlidingWindowCounter => AlgorithmKind::SlidingWindowCounter,
-                _ => AlgorithmKind::Gcra,
-            };
-            let core = AnyAlgorithm::new(kind, rate, burst).map_err(|e| cfg(e.to_string()))?;
-            let capacity = core.capacity();
-            let params = match alg {
-                RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket => {
-                    let interval = period.div_ceil(limit);
-                    let tolerance = capacity.saturating_mul(interval);
-                    if tolerance > LIMIT_52 / 2 {
-                        return Err(cfg(format!(
-                            "burst x interval = {tolerance} ns exceeds 2^51 ns (about 26 days)"
-                        )));
-                    }
-                    vec![unit, interval, tolerance, capacity]
+        // What the core accepts, and the most one check can be granted.
+        let core_capacity = |kind: AlgorithmKind| {
+            AnyAlgorithm::new(kind, rate, burst)
+                .map(|core| core.capacity())
+                .map_err(|e| {
+                    RedisLimiterError::config_from(
+                        format!("traffik-core refuses {alg:?} at {rate} with burst {burst:?}"),
+                        e,
+                    )
+                })
+        };
+        let (params, capacity) = match (alg, alg.core_kind()) {
+            (RedisAlgorithm::SlidingWindowLog, _) => {
+                if limit == 0 || limit > period {
+                    return Err(cfg(format!(
+                        "rate {rate} is not a finite rate of at most one per ns"
+                    )));
                 }
-                RedisAlgorithm::TokenBucket => {
-                    if capacity > LIMIT_52 / 4 {
-                        return Err(cfg("token bucket capacity exceeds 2^50".into()));
-                    }
-                    vec![unit, capacity, limit, period, k * limit]
+                if burst.is_some_and(|b| b != limit) {
+                    return Err(cfg("the sliding window log takes no burst".into()));
                 }
-                _ => vec![unit, limit, period, k],
-            };
-            (params, capacity)
+                if limit > MAX_LOG_LIMIT {
+                    return Err(cfg(format!(
+                        "the sliding window log limit {limit} exceeds its cap of {MAX_LOG_LIMIT}: \
+                         it stores one entry per unit, and a check that admits or expires a \
+                         whole window blocks Redis for the time it takes to add or remove them \
+                         all (use the sliding window counter for larger limits)"
+                    )));
+                }
+                (vec![unit, limit, period], limit)
+            }
+            (RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket, Some(kind)) => {
+                let capacity = core_capacity(kind)?;
+                let interval = period.div_ceil(limit);
+                let tolerance = capacity.saturating_mul(interval);
+                if tolerance > LIMIT_52 / 2 {
+                    return Err(cfg(format!(
+                        "burst x interval = {tolerance} ns exceeds 2^51 ns (about 26 days)"
+                    )));
+                }
+                (vec![unit, interval, tolerance, capacity], capacity)
+            }
+            (RedisAlgorithm::TokenBucket, Some(kind)) => {
+                let capacity = core_capacity(kind)?;
+                if capacity > LIMIT_52 / 4 {
+                    return Err(cfg("token bucket capacity exceeds 2^50".into()));
+                }
+                (vec![unit, capacity, limit, period, k * limit], capacity)
+            }
+            (RedisAlgorithm::FixedWindow | RedisAlgorithm::SlidingWindowCounter, Some(kind)) => {
+                (vec![unit, limit, period, k], core_capacity(kind)?)
+            }
+            (other, None) => {
+                return Err(cfg(format!(
+                    "{other:?} has no in-process counterpart to validate it against"
+                )))
+            }
         };
         Ok(Plan {
             unit,
@@ -271,5 +316,25 @@ impl Plan {
             capacity,
             unlimited: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_kinds_map_to_their_own_scripts_and_back() {
+        for kind in [
+            AlgorithmKind::Gcra,
+            AlgorithmKind::TokenBucket,
+            AlgorithmKind::LeakyBucket,
+            AlgorithmKind::FixedWindow,
+            AlgorithmKind::SlidingWindowCounter,
+        ] {
+            let alg = RedisAlgorithm::try_from(kind).map_err(|e| e.to_string());
+            assert_eq!(alg.map(RedisAlgorithm::core_kind), Ok(Some(kind)));
+        }
+        assert_eq!(RedisAlgorithm::SlidingWindowLog.core_kind(), None);
     }
 }

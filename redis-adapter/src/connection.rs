@@ -113,7 +113,8 @@ impl ConnectionLike for Conn {
 
 pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, RedisLimiterError> {
     let conn_err = |e: redis::RedisError| RedisLimiterError::Connection {
-        detail: e.to_string(),
+        detail: "connecting failed".into(),
+        source: Some(e.into()),
     };
     let single = |client: redis::Client| async move {
         let config = ConnectionManagerConfig::new()
@@ -130,7 +131,7 @@ pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, R
         let client = builder
             .retries(0)
             .build()
-            .map_err(|e| RedisLimiterError::Config(format!("bad cluster configuration: {e}")))?;
+            .map_err(|e| RedisLimiterError::config_from("bad cluster configuration", e))?;
         client
             .get_async_connection()
             .await
@@ -141,7 +142,7 @@ pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, R
         Target::Url(url) => {
             single(
                 redis::Client::open(url.as_str()).map_err(|e| {
-                    RedisLimiterError::Config(format!("bad Redis URL {url:?}: {e}"))
+                    RedisLimiterError::config_from(format!("bad Redis URL {url:?}"), e)
                 })?,
             )
             .await

@@ -95,6 +95,19 @@
 //! retry.
 
 //!
+//! ## Redis versions, persistence and failover
+//!
+//! Redis 5.0 or newer is required: a script that reads `TIME` and then writes relies on
+//! script effects replication, the default since Redis 5.0 (Redis 3.2 to 4.x refuse such a
+//! write unless the script opts in; the scripts do not). Everything else they use (`struct`,
+//! `SET .. PX`, sorted sets, `EVALSHA` inside `MULTI`) is older. Tested on Redis 7.0.
+//!
+//! Limits are as durable as the keys. Replication is asynchronous: a replica promoted after its
+//! primary failed may lack the last writes it had not received yet, so keys can be under-charged
+//! by what was admitted in that replication lag (a key lost entirely reads as fresh), and the
+//! same goes for a restart without persistence. The limiter does not use `WAIT`, which would
+//! cost a round trip per check and still not make a failover lossless.
+//!
 //! ## Features
 //!
 //! * `blocking` (off by default): the `blocking` module's `RedisLimiter`, a
@@ -116,7 +129,7 @@ mod scripts;
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
 
-pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource};
+pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource, MAX_LOG_LIMIT};
 pub use connection::Target;
 pub use error::RedisLimiterError;
 pub use limiter::RedisLimiter;

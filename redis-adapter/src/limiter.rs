@@ -67,9 +67,11 @@ struct Prepared {
 }
 
 impl RedisLimiter {
-    /// Connects as `builder` says, with the validated `plan`, and loads the script.
+    /// Connects as `builder` says, with the validated `algorithm` and `plan`, and loads the
+    /// script.
     pub(crate) async fn connect(
         builder: RedisLimiterBuilder,
+        algorithm: RedisAlgorithm,
         plan: Plan,
     ) -> Result<RedisLimiter, RedisLimiterError> {
         let timeout = builder.timeout;
@@ -78,15 +80,16 @@ impl RedisLimiter {
             Err(_) => {
                 return Err(RedisLimiterError::Connection {
                     detail: format!("no connection within {timeout:?}"),
+                    source: None,
                 })
             }
         };
-        let script = LoadedScript::new(builder.algorithm, &plan.params);
+        let script = LoadedScript::new(algorithm, &plan.params);
         let inner = Inner {
             conn,
             script,
             plan,
-            algorithm: builder.algorithm,
+            algorithm,
             prefix: builder.prefix,
             timeout,
             time_source: builder.time_source,
@@ -110,7 +113,7 @@ impl RedisLimiter {
         RedisLimiterBuilder {
             target: target.into(),
             rate: None,
-            algorithm: RedisAlgorithm::Gcra,
+            algorithm: Ok(RedisAlgorithm::Gcra),
             burst: None,
             prefix: "traffik".into(),
             timeout: Duration::from_secs(1),
@@ -164,7 +167,10 @@ impl RedisLimiter {
         let reply = self.within(&label, conn.req_packed_command(&cmd)).await?;
         match reply {
             Value::Int(_) => Ok(()),
-            Value::ServerError(e) => Err(RedisLimiterError::from_redis(&e.into(), &label)),
+            Value::ServerError(e) => Err(RedisLimiterError::from_redis(
+                redis::RedisError::from(e),
+                &label,
+            )),
             other => Err(bad_reply(format!("DEL answered {other:?}"))),
         }
     }
@@ -254,7 +260,10 @@ impl RedisLimiter {
             .within("SCRIPT LOAD", conn.req_packed_command(&cmd))
             .await?
         {
-            Value::ServerError(e) => Err(RedisLimiterError::from_redis(&e.into(), "SCRIPT LOAD")),
+            Value::ServerError(e) => Err(RedisLimiterError::from_redis(
+                redis::RedisError::from(e),
+                "SCRIPT LOAD",
+            )),
             _ => Ok(()),
         }
     }
@@ -332,36 +341,21 @@ impl RedisLimiter {
     }
 
     fn command(&self, p: &Prepared, by_sha: bool) -> Cmd {
-        let inner = &self.inner;
-        let mut cmd = if by_sha {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&inner.script.sha);
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(&inner.script.body);
-            c
+        let split = match p.now {
+            Now::Nanos(n) => Some((n / self.inner.plan.unit, n % self.inner.plan.unit)),
+            Now::Server => None,
         };
-        if inner.algorithm == RedisAlgorithm::SlidingWindowLog {
-            cmd.arg(2).arg(&p.key).arg(meta_key(&p.key));
-        } else {
-            cmd.arg(1).arg(&p.key);
-        }
-        cmd.arg(p.cost);
-        if let Now::Nanos(n) = p.now {
-            cmd.arg(n / inner.plan.unit).arg(n % inner.plan.unit);
-        }
-        cmd
+        self.inner.script.command(by_sha, &p.key, p.cost, split)
     }
 
     async fn within<T>(
         &self,
-        _label: &str,
+        label: &str,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisLimiterError> {
         match tokio::time::timeout(self.inner.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(RedisLimiterError::from_redis(&e, _label)),
+            Ok(Err(e)) => Err(RedisLimiterError::from_redis(e, label)),
             Err(_) => Err(RedisLimiterError::Timeout {
                 after: self.inner.timeout,
             }),
@@ -420,7 +414,7 @@ impl RedisLimiter {
                     continue;
                 }
             }
-            return Err(RedisLimiterError::from_redis(&err, &label()));
+            return Err(RedisLimiterError::from_redis(err, &label()));
         }
     }
 
@@ -438,7 +432,7 @@ impl RedisLimiter {
             .await;
         let replies = match first {
             Ok(v) => v,
-            Err(Failure::Redirected) => {
+            Err(Failure::Redirected(_)) => {
                 return self
                     .one_by_one(pending.iter().map(|(_, p)| p), deadline)
                     .await
@@ -446,7 +440,7 @@ impl RedisLimiter {
             Err(failure) => {
                 return pending
                     .iter()
-                    .map(|(_, p)| Err(self.failed(&failure, &p.key)))
+                    .map(|(_, p)| Err(failure.error_for(&p.key, self.inner.timeout)))
                     .collect()
             }
         };
@@ -483,7 +477,7 @@ impl RedisLimiter {
                         });
                     }
                 }
-                Err(Failure::Redirected) => {
+                Err(Failure::Redirected(_)) => {
                     let answers = self
                         .one_by_one(retry.iter().map(|&idx| &pending[idx].1), deadline)
                         .await;
@@ -493,7 +487,9 @@ impl RedisLimiter {
                 }
                 Err(failure) => {
                     for &idx in &retry {
-                        out[idx] = Some(Err(self.failed(&failure, &pending[idx].1.key)));
+                        out[idx] = Some(Err(
+                            failure.error_for(&pending[idx].1.key, self.inner.timeout)
+                        ));
                     }
                 }
             }
@@ -541,7 +537,7 @@ impl RedisLimiter {
                 match tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, 0, n)).await
                 {
                     Err(_) => Err(Failure::Timeout),
-                    Ok(Err(e)) => Err(Failure::Redis(e)),
+                    Ok(Err(e)) => Err(Failure::Redis(e.into())),
                     Ok(Ok(v)) if v.len() == n => Ok(v.into_iter().map(Reply::from).collect()),
                     Ok(Ok(v)) => Err(count_mismatch(v.len())),
                 }
@@ -557,8 +553,8 @@ impl RedisLimiter {
                         Ok((0..n).map(|_| Reply::NoScript).collect())
                     }
                     // Redirected at queueing or at `EXEC`: the transaction was discarded.
-                    Ok(Err(e)) if Redirect::of(&e).is_some() => Err(Failure::Redirected),
-                    Ok(Err(e)) => Err(Failure::Transaction(e)),
+                    Ok(Err(e)) if Redirect::of(&e).is_some() => Err(Failure::Redirected(e.into())),
+                    Ok(Err(e)) => Err(Failure::Transaction(e.into())),
                     Ok(Ok(mut v)) => match v.pop() {
                         Some(Value::Array(replies)) if v.is_empty() && replies.len() == n => {
                             Ok(replies.into_iter().map(Reply::from).collect())
@@ -572,37 +568,6 @@ impl RedisLimiter {
                     },
                 }
             }
-        }
-    }
-
-    /// The error reported for one check of a pipeline that failed as a whole.
-    fn failed(&self, failure: &Failure, key: &[u8]) -> RedisLimiterError {
-        match failure {
-            Failure::Timeout => self.timed_out(),
-            Failure::Redis(e) => RedisLimiterError::from_redis(e, &String::from_utf8_lossy(key)),
-            Failure::Transaction(e) => match RedisLimiterError::from_redis(e, "") {
-                RedisLimiterError::Connection { detail } => {
-                    RedisLimiterError::Connection { detail }
-                }
-                RedisLimiterError::ReplyLost { detail } => RedisLimiterError::ReplyLost { detail },
-                // The first error of some entry, for every entry: the others may have run.
-                _ => RedisLimiterError::ReplyLost {
-                    detail: format!(
-                        "a check on the same cluster slot failed ({e}), and the replies of its \
-                         whole transaction, this check's ({}) included, were lost with it",
-                        String::from_utf8_lossy(key)
-                    ),
-                },
-            },
-            // Handled by resending each check on its own; were it reported, it would be as this.
-            Failure::Redirected => RedisLimiterError::Server {
-                detail: "the cluster redirected the transaction, which therefore did not run"
-                    .into(),
-            },
-            Failure::Count(got, sent) => {
-                bad_reply(format!("{got} replies to a pipeline of {sent}"))
-            }
-            Failure::Reply(detail) => bad_reply(detail.clone()),
         }
     }
 

@@ -1,5 +1,8 @@
 //! Script replies: how a reply (or a pipeline's replies) is read back into a [`Decision`].
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use redis::Value;
 use traffik_core::Decision;
 
@@ -26,15 +29,44 @@ impl From<Value> for Reply {
 pub(crate) enum Failure {
     /// No reply within the deadline.
     Timeout,
-    Redis(redis::RedisError),
+    Redis(Arc<redis::RedisError>),
     /// A cluster transaction's first error: it may concern any one entry, and the others may
     /// have run.
-    Transaction(redis::RedisError),
+    Transaction(Arc<redis::RedisError>),
     /// A cluster transaction answered `MOVED` or `ASK`: it was discarded, no entry ran.
-    Redirected,
+    Redirected(Arc<redis::RedisError>),
     /// `(received, sent)`.
     Count(usize, usize),
     Reply(String),
+}
+
+impl Failure {
+    /// The error reported for the check on `key` of a pipeline that failed as a whole.
+    pub(crate) fn error_for(&self, key: &[u8], timeout: Duration) -> RedisLimiterError {
+        let key = String::from_utf8_lossy(key);
+        match self {
+            Failure::Timeout => RedisLimiterError::Timeout { after: timeout },
+            Failure::Redis(e) => RedisLimiterError::from_redis(Arc::clone(e), &key),
+            Failure::Transaction(e) => match RedisLimiterError::from_redis(Arc::clone(e), &key) {
+                lost @ (RedisLimiterError::Connection { .. }
+                | RedisLimiterError::ReplyLost { .. }) => lost,
+                // The first error of some entry, for every entry: the others may have run.
+                _ => RedisLimiterError::ReplyLost {
+                    detail: format!(
+                        "a check on the same cluster slot failed, and the replies of its whole \
+                         transaction, this check's ({key}) included, were lost with it"
+                    ),
+                    source: Some(Arc::clone(e)),
+                },
+            },
+            // Handled by resending each check on its own; were it reported, it would be as this.
+            Failure::Redirected(e) => RedisLimiterError::from_redis(Arc::clone(e), &key),
+            Failure::Count(got, sent) => {
+                bad_reply(format!("{got} replies to a pipeline of {sent}"))
+            }
+            Failure::Reply(detail) => bad_reply(detail.clone()),
+        }
+    }
 }
 
 pub(crate) fn is_noscript(v: &Value) -> bool {
@@ -42,7 +74,7 @@ pub(crate) fn is_noscript(v: &Value) -> bool {
 }
 
 pub(crate) fn bad_reply(detail: String) -> RedisLimiterError {
-    RedisLimiterError::BadReply { detail }
+    RedisLimiterError::bad_reply(detail)
 }
 
 /// The script's reply: `allowed, limit, remaining, retry_after, reset_after` as five
@@ -59,7 +91,7 @@ pub(crate) fn parse_reply(
         Value::BulkString(bytes) => bytes,
         Value::ServerError(e) => {
             return Err(RedisLimiterError::from_redis(
-                &e.into(),
+                redis::RedisError::from(e),
                 &String::from_utf8_lossy(key),
             ))
         }

@@ -1,5 +1,8 @@
 //! The Lua scripts and the integer parameters each one takes.
 
+use redis::Cmd;
+
+use crate::keys::meta_key;
 use crate::RedisAlgorithm;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -9,6 +12,8 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 pub(crate) struct LoadedScript {
     pub(crate) body: String,
     pub(crate) sha: String,
+    /// Whether it takes the meta key too (the sliding window log).
+    two_keys: bool,
 }
 
 impl LoadedScript {
@@ -36,7 +41,43 @@ impl LoadedScript {
         let main = main.replace("{{PARAMS}}", &literals);
         let body = format!("{}\n{main}", prelude_for(&main));
         let sha = redis::Script::new(&body).get_hash().to_owned();
-        LoadedScript { body, sha }
+        LoadedScript {
+            body,
+            sha,
+            two_keys: alg == RedisAlgorithm::SlidingWindowLog,
+        }
+    }
+}
+
+impl LoadedScript {
+    /// One check: `EVALSHA` (or `EVAL` with the body) on `key` (and, for the sliding window
+    /// log, its meta key), with the cost and the caller's time split as `(Q, R)` if any.
+    pub(crate) fn command(
+        &self,
+        by_sha: bool,
+        key: &[u8],
+        cost: u64,
+        now: Option<(u64, u64)>,
+    ) -> Cmd {
+        let mut cmd = if by_sha {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(&self.sha);
+            c
+        } else {
+            let mut c = redis::cmd("EVAL");
+            c.arg(&self.body);
+            c
+        };
+        if self.two_keys {
+            cmd.arg(2).arg(key).arg(meta_key(key));
+        } else {
+            cmd.arg(1).arg(key);
+        }
+        cmd.arg(cost);
+        if let Some((q, r)) = now {
+            cmd.arg(q).arg(r);
+        }
+        cmd
     }
 }
 

@@ -38,7 +38,7 @@ async fn key_names_carry_prefix_and_hash_tag() {
         .prefix("a{b}")
         .build()
         .await;
-    assert!(matches!(bad, Err(RedisLimiterError::Config(_))));
+    assert!(matches!(bad, Err(RedisLimiterError::Config { .. })));
 }
 
 /// The TTL a script sets, as seen by `MONITOR`: `SET key value PX ms` or `PEXPIRE key ms`.
@@ -581,4 +581,68 @@ fn blocking_api_works_without_a_runtime() {
     assert_eq!(l.check_many(&[("c", 2), ("c", 1)]).len(), 2);
     l.reset("b").unwrap();
     assert_eq!(l.peek("b").unwrap().remaining(), 2);
+}
+
+/// The sliding window log stores one entry per admitted unit; its limit is capped so that no
+/// single check makes Redis add or remove more than `MAX_LOG_LIMIT` entries at once.
+#[tokio::test]
+async fn sliding_window_log_limit_is_capped() {
+    let server = RedisServer::start();
+    let build = |limit: u64| {
+        RedisLimiter::builder(server.url())
+            .rate(Rate::new(limit, Duration::from_secs(3_600)).unwrap())
+            .algorithm(RedisAlgorithm::SlidingWindowLog)
+            .prefix(format!("cap{limit}"))
+            .build()
+    };
+    assert_eq!(traffik_redis::MAX_LOG_LIMIT, 10_000);
+    match build(10_001).await {
+        Err(RedisLimiterError::Config { reason, .. }) => {
+            assert!(reason.contains("cap of 10000"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // At the cap, a whole window at once works and is exact.
+    let l = build(10_000).await.unwrap();
+    let t = 1_700_000_000 * 1_000 * MS;
+    assert_eq!(l.check_at("k", 10_000, t).await.unwrap().remaining(), 0);
+    assert!(l.check_at("k", 1, t + 1).await.unwrap().is_denied());
+    let name = String::from_utf8(l.redis_key(b"k")).unwrap();
+    assert_eq!(server.raw(&["ZCARD", &name]).trim(), ":10000");
+}
+
+/// Errors that wrap another keep it as their `source`: the server's error for a key of the
+/// wrong type, the core's refusal of a configuration; the limiter's own findings have none.
+#[tokio::test]
+async fn errors_keep_what_they_wrap_as_source() {
+    use std::error::Error as _;
+    let server = RedisServer::start();
+    let l = limiter(&server, Rate::per_second(5), RedisAlgorithm::Gcra).await;
+    let name = String::from_utf8(l.redis_key(b"list")).unwrap();
+    server.raw(&["RPUSH", &name, "x"]);
+    let err = l.check("list", 1).await.unwrap_err();
+    let source = err
+        .source()
+        .and_then(|s| s.downcast_ref::<Arc<redis::RedisError>>())
+        .unwrap_or_else(|| panic!("no client error under {err:?}"));
+    assert_eq!(source.code(), Some("WRONGTYPE"));
+
+    let refused = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(5))
+        .algorithm(RedisAlgorithm::FixedWindow)
+        .burst(3)
+        .build()
+        .await
+        .unwrap_err();
+    let core = refused
+        .source()
+        .and_then(|s| s.downcast_ref::<traffik_core::ConfigError>());
+    assert_eq!(core, Some(&traffik_core::ConfigError::BurstNotSupported));
+
+    let own = RedisLimiter::builder(server.url())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(own, RedisLimiterError::Config { .. }), "{own}");
+    assert!(own.source().is_none());
 }

@@ -124,7 +124,7 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
         }
         let limiter = match builder.build().await {
             Ok(l) => l,
-            Err(RedisLimiterError::Config(why)) => {
+            Err(RedisLimiterError::Config { reason: why, .. }) => {
                 // Only the documented exactness ranges may be refused.
                 assert!(
                     rate.period_nanos() >= 1 << 52 || why.contains("2^5"),

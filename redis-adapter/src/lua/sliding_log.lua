@@ -27,11 +27,17 @@ if braw then
   if count == 0 then
     base = q
   elseif (q - base) * L > 2251799813685248 then
-    -- Rebase so scores stay far below 2^53 on a key that never goes idle.
+    -- Rebase so scores stay far below 2^53 on a key that never goes idle (500 entries a call).
     local delta = (q - base) * L
     local all = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+    local args = {}
     for i = 1, #all, 2 do
-      redis.call('ZADD', log, num(tonumber(all[i + 1]) - delta), all[i])
+      args[#args + 1] = num(tonumber(all[i + 1]) - delta)
+      args[#args + 1] = all[i]
+      if #args == 1000 or i + 1 == #all then
+        redis.call('ZADD', log, unpack(args))
+        args = {}
+      end
     end
     base = q
     redis.call('HSET', meta, 'b', num(base))
@@ -55,12 +61,13 @@ if count + cost <= limit then
   if cost > 0 then
     local last = redis.call('HINCRBY', meta, 's', cost)
     local first = last - cost + 1
+    local score = num(rel)
     local i = first
     while i <= last do
       local args = {}
       local stop = math.min(last, i + 499)
       for m = i, stop do
-        args[#args + 1] = num(rel)
+        args[#args + 1] = score
         args[#args + 1] = num(m)
       end
       redis.call('ZADD', log, unpack(args))
