@@ -93,7 +93,6 @@
 //! resent check by check. Other refusals during a topology change (`TRYAGAIN`, `CLUSTERDOWN`)
 //! are returned as [`RedisLimiterError::Server`]: the script did not run, and the caller may
 //! retry.
-
 //!
 //! ## Redis versions, persistence and failover
 //!
