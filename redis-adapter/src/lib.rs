@@ -117,6 +117,7 @@
 
 mod config;
 mod connection;
+mod contract;
 mod error;
 mod keys;
 mod limiter;
