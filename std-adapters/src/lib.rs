@@ -58,3 +58,15 @@ pub use traffik_core::{
 };
 // The contract every backend (in-process table, Redis, ...) implements.
 pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};
+
+/// The Redis store: one limit per key shared by every process, decided by Lua scripts that
+/// match the in-process algorithms (the `traffik-redis` crate, feature `redis`).
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use traffik_redis as redis;
+
+/// The Memcached store: the core's algorithms applied with `gets`/`cas` (the
+/// `traffik-memcached` crate, feature `memcached`).
+#[cfg(feature = "memcached")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
+pub use traffik_memcached as memcached;
