@@ -16,6 +16,7 @@ use loom::thread;
 use std::time::Duration;
 use traffik::failover::{BreakerConfig, BreakerState, CircuitBreaker, Rejected};
 use traffik::ManualClock;
+use traffik_loom_tests::explore;
 
 fn breaker(failures: u32, successes: u32) -> CircuitBreaker<ManualClock> {
     let config = BreakerConfig::new()
@@ -23,22 +24,6 @@ fn breaker(failures: u32, successes: u32) -> CircuitBreaker<ManualClock> {
         .success_threshold(successes)
         .recovery_timeout(Duration::from_millis(100));
     CircuitBreaker::new(config, ManualClock::new()).unwrap()
-}
-
-/// Runs `body` under loom with a preemption bound, and asserts it explored more than one
-/// interleaving.
-fn explore(name: &str, body: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        body();
-    });
-    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(runs > 1, "{name}: loom explored only {runs} interleaving");
-    println!("{name}: {runs} interleavings explored");
 }
 
 #[test]

@@ -24,18 +24,7 @@ fn table(policy: OverflowPolicy, clock: &Arc<ManualClock>) -> Arc<Table> {
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&runs);
-    builder.check(move || {
-        // Relaxed: a plain std counter of model runs, read after the model finishes.
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(runs > 1, "loom explored only {runs} interleaving");
-    println!("{runs} interleavings explored");
+    traffik_loom_tests::explore(module_path!(), f);
 }
 
 /// Two threads inserting the same new key end with one slot, and exactly one is admitted.
