@@ -10,6 +10,14 @@
 //! `burst + ceil(W / T) - 1` units; for `W = period` that is at most `burst + limit - 1`.
 //! Proof sketch: the TAT after the window's admissions is at least its start plus `S * T` and at
 //! most the last admission time plus `burst * T`, so `S * T < W + burst * T`.
+//!
+//! **Stale and skewed readings.** A reading behind the stored TAT (another thread read the clock
+//! later and charged first, a preempted thread resumed with an old reading, a core's clock
+//! lags) by any amount only makes the check stricter: the TAT never moves back (a charge pushes
+//! `max(TAT, now)`), and the horizon `now + burst * T` shrinks with the reading, so such a check
+//! is admitted only where an up-to-date one would be, and it never leaves the key looser than
+//! not checking at all. The bound above holds for the readings the checks carried, in whatever
+//! order they arrive. The leaky bucket inherits all of this.
 
 use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};

@@ -8,6 +8,12 @@
 //!
 //! **Admission bound.** In any window `[t, t + W)` at most `capacity + P(t + W - 1) - P(t)`
 //! tokens are admitted; for `W = period` that is at most `capacity + limit`.
+//!
+//! **Stale and skewed readings.** A reading behind another thread's, by any amount, sees fewer
+//! tokens produced, so it finds the bucket emptier: it is admitted only where an up-to-date
+//! reading would be, and since `D` only ever grows (a charge sets `max(D, P(now)) + cost`), it
+//! never leaves the key looser than not checking at all. The bound above holds for the readings
+//! the checks carried, in whatever order they arrive.
 
 use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
 use crate::decision::{CheckError, Decision};
