@@ -18,6 +18,33 @@ use core::time::Duration;
 /// assert!(d.is_denied());
 /// assert_eq!(d.retry_after(), Duration::from_millis(250));
 /// ```
+///
+/// A decision must be looked at: a denial charges nothing, so dropping one silently lets the
+/// request through. Ignoring it is a warning (`unused_must_use`); this does not compile where
+/// that warning is denied:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use traffik_core::{Gcra, Limiter, ManualClock, Rate};
+///
+/// fn handle(limiter: &Limiter<Gcra, ManualClock>) -> Result<(), traffik_core::CheckError> {
+///     limiter.check(1)?; // the decision is dropped
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// and this, which acts on it, does:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// use traffik_core::{Gcra, Limiter, ManualClock, Rate};
+///
+/// fn handle(limiter: &Limiter<Gcra, ManualClock>) -> Result<bool, traffik_core::CheckError> {
+///     Ok(limiter.check(1)?.is_allowed())
+/// }
+/// # fn main() {}
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a denied check charges nothing and must be acted on: check `is_allowed()`"]
 pub struct Decision {
