@@ -2,6 +2,9 @@
 //! default step once the script runs out), and everything it was asked and charged is recorded.
 #![allow(dead_code)]
 
+/// Real Redis and Memcached processes for the outage tests.
+pub mod servers;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
