@@ -1,158 +1,226 @@
-//! Failover in action: a shared store that goes away, the circuit breaker opening, an
-//! in-process fallback sized as this node's share of the global limit, the store coming back,
-//! and the charges the fallback admitted replayed to it. Then `until_ready` waits for capacity.
+//! Failover in front of a real Redis: the shared limit while Redis answers, the circuit breaker
+//! opening and an in-process fallback (this node's share of the global limit) answering while it
+//! does not, and the fallback's charges replayed to Redis once it is back. Then `until_ready`
+//! waits for capacity.
 //!
 //! ```sh
-//! cargo run --example failover --features tokio
+//! cargo run --example failover --features tokio,redis
+//! # with a Redis of your own (default redis://127.0.0.1:6380/, never the usual 6379):
+//! redis-server --port 6380 --save '' &
+//! REDIS_URL=redis://127.0.0.1:6380/ cargo run --example failover --features tokio,redis
 //! ```
 //!
-//! The shared store here is a SIMULATION (`SimulatedStore` below): an in-process table that can
-//! be switched to "unreachable", where it fails with `ErrorKind::NotCharged` the way a refused
-//! connection does. Any `AsyncLimiter<str>` takes its place unchanged; `traffik-redis`'s
-//! `RedisLimiter` will, once it implements `AsyncLimiter` (this example says so if `REDIS_URL`
-//! is set).
+//! Without a reachable Redis, the example still runs: every attempt to reach it fails for real
+//! (connection refused), the breaker opens, and the fallback answers. With Redis, the example
+//! cannot stop your server to show an outage, so part 2 pulls a SIMULATED plug: a switch in
+//! front of the real `RedisLimiter` that fails calls the way a refused connection does, without
+//! sending them.
 
 use std::fmt;
-use std::future::{ready, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use traffik::failover::{node_share, Backoff, BreakerConfig, Failover, RetryPolicy};
+use tokio::sync::OnceCell;
+use traffik::failover::{node_share, BreakerConfig, Failover, FailoverStats, RetryPolicy};
+use traffik::redis::{RedisLimiter, RedisLimiterError};
 use traffik::wait::until_ready;
-use traffik::{AsyncLimiter, CheckError, Decision, ErrorKind, LimiterError, RateLimiter};
+use traffik::{AsyncLimiter, Decision, ErrorKind, LimiterError, Rate, RateLimiter};
 
-/// Stands in for a shared store: a table that answers while "reachable" and refuses otherwise.
-struct SimulatedStore {
-    table: RateLimiter<str>,
-    reachable: AtomicBool,
+/// The global limit, shared through Redis by this many nodes.
+const GLOBAL_PER_SECOND: u64 = 10;
+const NODES: u64 = 2;
+
+/// Redis, connected on first use and again after a failed connect, so the example runs (and
+/// recovers) whether or not Redis is up when it starts; plus the simulated plug of part 2.
+struct Redis {
+    url: String,
+    limiter: OnceCell<RedisLimiter>,
+    unplugged: AtomicBool,
 }
 
-/// The simulated store's errors: "connection refused", or the table's own.
+/// Why the store gave no decision.
 #[derive(Debug)]
 enum StoreError {
-    Unreachable,
-    Limit(CheckError),
+    /// SIMULATED: the plug is pulled; nothing was sent.
+    Unplugged,
+    /// What the real Redis limiter reported (connection refused, timeout, ...).
+    Redis(RedisLimiterError),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Unreachable => f.write_str("simulated store unreachable (refused)"),
-            StoreError::Limit(e) => e.fmt(f),
+            StoreError::Unplugged => f.write_str("simulated network outage (nothing sent)"),
+            StoreError::Redis(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Unplugged => None,
+            StoreError::Redis(e) => Some(e),
+        }
+    }
+}
 
 impl LimiterError for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Unreachable => ErrorKind::NotCharged, // refused before anything was sent
-            StoreError::Limit(e) => e.kind(),
+            // Nothing left this process: the failover may retry, fall back and replay.
+            StoreError::Unplugged => ErrorKind::NotCharged,
+            StoreError::Redis(e) => e.kind(),
         }
     }
 }
 
-impl SimulatedStore {
-    fn up(&self) -> Result<(), StoreError> {
-        if self.reachable.load(Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err(StoreError::Unreachable)
+impl Redis {
+    async fn limiter(&self) -> Result<&RedisLimiter, StoreError> {
+        if self.unplugged.load(Ordering::Relaxed) {
+            return Err(StoreError::Unplugged);
         }
+        // A failed connect leaves the cell empty: the next call (the breaker's next probe)
+        // tries again.
+        self.limiter
+            .get_or_try_init(|| {
+                RedisLimiter::builder(self.url.as_str())
+                    .rate(Rate::per_second(GLOBAL_PER_SECOND))
+                    .prefix("traffik-failover-example")
+                    .timeout(Duration::from_millis(200))
+                    .build()
+            })
+            .await
+            .map_err(StoreError::Redis)
     }
 }
 
-impl AsyncLimiter<str> for SimulatedStore {
+impl AsyncLimiter<str> for Redis {
     type Error = StoreError;
 
-    fn check(
-        &self,
-        key: &str,
-        cost: u64,
-    ) -> impl Future<Output = Result<Decision, StoreError>> + Send {
-        ready(
-            self.up()
-                .and_then(|()| self.table.check(key, cost).map_err(StoreError::Limit)),
-        )
+    async fn check(&self, key: &str, cost: u64) -> Result<Decision, StoreError> {
+        let redis = self.limiter().await?;
+        redis.check(key, cost).await.map_err(StoreError::Redis)
     }
 
-    fn peek(&self, key: &str) -> impl Future<Output = Result<Decision, StoreError>> + Send {
-        ready(self.up().map(|()| self.table.peek(key)))
+    async fn peek(&self, key: &str) -> Result<Decision, StoreError> {
+        let redis = self.limiter().await?;
+        redis.peek(key).await.map_err(StoreError::Redis)
     }
 
-    fn reset(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        ready(self.up().map(|()| self.table.reset(key)))
+    async fn reset(&self, key: &str) -> Result<(), StoreError> {
+        let redis = self.limiter().await?;
+        redis.reset(key).await.map_err(StoreError::Redis)
     }
 }
 
-fn show(label: &str, d: &Decision) {
-    if d.is_allowed() {
-        println!("  {label}: allowed, {} left", d.remaining());
+type Limiter = Failover<str, Redis, RateLimiter<str>>;
+
+/// One check, saying who decided it (the fallback's counter moves only when it answers).
+async fn ask(limiter: &Limiter, label: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let before = limiter.stats().fallback_decisions;
+    let start = std::time::Instant::now();
+    let d = limiter.check("alice", 1).await?;
+    let took = start.elapsed();
+    let who = if limiter.stats().fallback_decisions > before {
+        "fallback"
     } else {
-        println!("  {label}: denied, retry after {:?}", d.retry_after());
+        "redis"
+    };
+    if d.is_allowed() {
+        println!(
+            "  {label}: allowed by {who}, {} left ({took:.1?})",
+            d.remaining()
+        );
+    } else {
+        println!(
+            "  {label}: denied by {who}, retry after {:.1?} ({took:.1?})",
+            d.retry_after()
+        );
     }
+    Ok(())
+}
+
+fn summary(s: &FailoverStats) {
+    println!(
+        "  breaker {}, {} trip(s); {} short-circuited, {} fallback decisions; replay: {} queued, \
+         {} replayed, {} pending",
+        s.breaker,
+        s.trips,
+        s.short_circuited,
+        s.fallback_decisions,
+        s.replay.queued,
+        s.replay.replayed,
+        s.replay.pending
+    );
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os("REDIS_URL").is_some() {
-        println!(
-            "REDIS_URL is set, but traffik-redis does not implement AsyncLimiter in this build: \
-             using the simulated store."
-        );
-    }
-    // The global limit: 10 a second per user, shared by 2 nodes.
-    let store = SimulatedStore {
-        table: traffik::builder().rate("10/s").capacity(1_000).build()?,
-        reachable: AtomicBool::new(true),
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6380/".into());
+    let store = Redis {
+        url: url.clone(),
+        limiter: OnceCell::new(),
+        unplugged: AtomicBool::new(false),
     };
-    // This node's share for outages: 5 a second, burst 5.
-    let share: RateLimiter<str> = node_share("10/s", 2)?.capacity(1_000).build()?;
-    let limiter: Failover<str, _, _> = Failover::builder(&store)
+    // This node's share for when Redis cannot answer: 10/s over 2 nodes is 5/s, burst 5.
+    let share: RateLimiter<str> = node_share(Rate::per_second(GLOBAL_PER_SECOND), NODES)?
+        .capacity(1_000)
+        .build()?;
+    let limiter: Limiter = Failover::builder(store)
         .fallback(share)
-        .retry(RetryPolicy::attempts(2).backoff(Backoff::Constant(Duration::from_millis(5))))
-        .timeout(Some(Duration::from_millis(100)))
+        .retry(RetryPolicy::attempts(2))
+        .timeout(Some(Duration::from_millis(250)))
         .breaker(
             BreakerConfig::new()
                 .failure_threshold(3)
-                .recovery_timeout(Duration::from_millis(200))
+                .recovery_timeout(Duration::from_millis(300))
                 .success_threshold(1),
         )
         .build()?;
 
-    println!("1. store reachable: the shared limit decides");
-    for i in 1..=3 {
-        show(&format!("request {i}"), &limiter.check("alice", 1).await?);
-    }
-
-    println!("2. store unreachable: each call is retried once, then the fallback decides;");
-    println!("   after 3 failed calls the breaker opens and the store is no longer asked");
-    store.reachable.store(false, Ordering::Relaxed);
-    for i in 1..=7 {
-        show(&format!("request {i}"), &limiter.check("alice", 1).await?);
+    println!("1. {GLOBAL_PER_SECOND}/s per user across {NODES} nodes, shared through {url}");
+    for i in 1..=6 {
+        ask(&limiter, &format!("request {i}")).await?;
     }
     let s = limiter.stats();
-    println!(
-        "   breaker {}, {} trip(s), {} retries, {} short-circuited, {} fallback decisions, {} charges queued",
-        s.breaker, s.trips, s.retries, s.short_circuited, s.fallback_decisions, s.replay.queued
-    );
+    summary(&s);
+    let redis_up = limiter.primary().limiter.get().is_some();
+    if !redis_up {
+        println!(
+            "  Redis is not reachable: each call was retried once and then answered by the \
+             fallback; after 3 failed calls the breaker opened and Redis is no longer asked \
+             (only a probe every 300 ms). Start one with `redis-server --port 6380 --save ''` \
+             and run again to see the shared limit."
+        );
+    } else {
+        println!("2. SIMULATED outage: the plug in front of the real Redis limiter is pulled");
+        limiter.primary().unplugged.store(true, Ordering::Relaxed);
+        for i in 1..=6 {
+            ask(&limiter, &format!("request {i}")).await?;
+        }
+        summary(&limiter.stats());
+        println!("3. plugged back in; after the 300 ms recovery timeout one probe closes the");
+        println!("   breaker, and the fallback's charges are replayed to Redis");
+        limiter.primary().unplugged.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ask(&limiter, "probe").await?;
+        limiter.flush_replay().await;
+        summary(&limiter.stats());
+        let seen = limiter.primary().peek("alice").await?;
+        println!(
+            "  Redis now has {} of {} left for alice",
+            seen.remaining(),
+            seen.limit()
+        );
+    }
 
-    println!("3. store back; after the recovery timeout one probe closes the breaker,");
-    println!("   and the charges the fallback admitted are replayed to the store");
-    store.reachable.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    show("probe", &limiter.check("alice", 1).await?);
-    let s = limiter.stats();
-    println!(
-        "   breaker {}, {} replayed, {} pending, {} dropped",
-        s.breaker, s.replay.replayed, s.replay.pending, s.replay.dropped
-    );
-    show("the store now sees alice as", &store.table.peek("alice"));
-
-    println!("4. until_ready: a cost of 5 waits until 5 are free (one frees every 100 ms)");
+    println!("Last, until_ready: a cost of 5 waits until 5 are free");
     let start = tokio::time::Instant::now();
     let d = until_ready(&limiter, "alice", 5).await?;
-    show(&format!("after {:?}", start.elapsed()), &d);
+    println!(
+        "  after {:?}: allowed, {} left",
+        start.elapsed(),
+        d.remaining()
+    );
     Ok(())
 }
