@@ -72,6 +72,7 @@ impl fmt::Display for BreakerState {
 struct Word(u64);
 
 impl Word {
+    #[inline]
     fn new(state: u64, probe: bool, epoch: u64, payload: u64) -> Word {
         let probe = if probe { PROBE } else { 0 };
         Word(
@@ -81,15 +82,19 @@ impl Word {
                 | payload.min(PAYLOAD_MASK),
         )
     }
+    #[inline]
     fn state(self) -> u64 {
         self.0 >> STATE_SHIFT
     }
+    #[inline]
     fn probe(self) -> bool {
         self.0 & PROBE != 0
     }
+    #[inline]
     fn epoch(self) -> u64 {
         self.0 >> EPOCH_SHIFT & EPOCH_MASK
     }
+    #[inline]
     fn payload(self) -> u64 {
         self.0 & PAYLOAD_MASK
     }
@@ -282,6 +287,7 @@ impl<C: Clock> CircuitBreaker<C> {
         self.trips.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn load(&self) -> Word {
         // Relaxed: the word is the breaker's only shared state and publishes no other memory;
         // a stale read is caught by the compare-and-swap that follows it, and all operations on
@@ -304,17 +310,22 @@ impl<C: Clock> CircuitBreaker<C> {
     /// granted to one caller at a time.
     #[inline]
     pub fn acquire(&self) -> Result<Permit<'_, C>, Rejected> {
+        let w = self.load();
+        if w.state() == CLOSED {
+            return Ok(Permit::granted(self, w.epoch(), false));
+        }
+        self.acquire_slow()
+    }
+
+    /// [`acquire`](Self::acquire) when the breaker did not read closed: kept out of line so
+    /// the closed case inlines to one load and a compare.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<Permit<'_, C>, Rejected> {
         loop {
             let w = self.load();
             match w.state() {
-                CLOSED => {
-                    return Ok(Permit {
-                        breaker: self,
-                        epoch: w.epoch(),
-                        probe: false,
-                        done: false,
-                    })
-                }
+                CLOSED => return Ok(Permit::granted(self, w.epoch(), false)),
                 OPEN => {
                     let now_ms = self.clock.now() / NANOS_PER_MS;
                     if now_ms < w.payload() {
@@ -323,12 +334,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     let epoch = w.epoch().wrapping_add(1);
                     if self.swap(w, Word::new(HALF_OPEN, true, epoch, 0)) {
                         announce(BreakerState::Open, BreakerState::HalfOpen);
-                        return Ok(Permit {
-                            breaker: self,
-                            epoch: epoch & EPOCH_MASK,
-                            probe: true,
-                            done: false,
-                        });
+                        return Ok(Permit::granted(self, epoch & EPOCH_MASK, true));
                     }
                 }
                 _ => {
@@ -337,12 +343,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     }
                     let to = Word::new(HALF_OPEN, true, w.epoch(), w.payload());
                     if self.swap(w, to) {
-                        return Ok(Permit {
-                            breaker: self,
-                            epoch: w.epoch(),
-                            probe: true,
-                            done: false,
-                        });
+                        return Ok(Permit::granted(self, w.epoch(), true));
                     }
                 }
             }
@@ -367,6 +368,15 @@ impl<C: Clock> CircuitBreaker<C> {
         false
     }
 
+    /// Whether a success reported now for a non-probe permit of `epoch` would change nothing:
+    /// the breaker is closed in that epoch with no failures counted. One load, no CAS.
+    #[inline]
+    fn success_is_noop(&self, epoch: u64) -> bool {
+        self.load() == Word::new(CLOSED, false, epoch, 0)
+    }
+
+    #[cold]
+    #[inline(never)]
     fn record_success(&self, epoch: u64, probe: bool) {
         loop {
             let w = self.load();
@@ -444,45 +454,72 @@ impl<C: Clock> CircuitBreaker<C> {
 #[must_use = "report the call's outcome with succeed() or fail()"]
 pub struct Permit<'a, C: Clock> {
     breaker: &'a CircuitBreaker<C>,
-    epoch: u64,
-    probe: bool,
-    done: bool,
+    /// The epoch it was granted in (low 16 bits), and [`GRANT_PROBE`] for the half-open probe.
+    /// One full word rather than separate flags: a permit is moved through a few places on the
+    /// failover's fast path, and whole-word fields copy without partial-width stores.
+    grant: u64,
 }
+
+/// In [`Permit::grant`]: this permit is the half-open probe.
+const GRANT_PROBE: u64 = 1 << 16;
 
 impl<C: Clock> fmt::Debug for Permit<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("epoch", &self.epoch)
-            .field("probe", &self.probe)
+            .field("epoch", &self.epoch())
+            .field("probe", &self.is_probe())
             .finish()
     }
 }
 
-impl<C: Clock> Permit<'_, C> {
+impl<'a, C: Clock> Permit<'a, C> {
+    #[inline]
+    fn granted(breaker: &'a CircuitBreaker<C>, epoch: u64, probe: bool) -> Self {
+        let probe = if probe { GRANT_PROBE } else { 0 };
+        Permit {
+            breaker,
+            grant: epoch & EPOCH_MASK | probe,
+        }
+    }
+
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.grant & EPOCH_MASK
+    }
+
     /// Whether this is the half-open probe.
+    #[inline]
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.grant & GRANT_PROBE != 0
     }
 
     /// The call succeeded.
     #[inline]
-    pub fn succeed(mut self) {
-        self.done = true;
-        self.breaker.record_success(self.epoch, self.probe);
+    pub fn succeed(self) {
+        let (breaker, epoch, probe) = (self.breaker, self.epoch(), self.is_probe());
+        // Reported: the drop that hands an unreported probe back must not run.
+        std::mem::forget(self);
+        // The common case, a closed breaker that has counted no failures, records nothing.
+        if !probe && breaker.success_is_noop(epoch) {
+            return;
+        }
+        breaker.record_success(epoch, probe);
     }
 
     /// The call failed in a way that says the backend is unhealthy.
-    pub fn fail(mut self) {
-        self.done = true;
-        self.breaker.record_failure(self.epoch, self.probe);
+    pub fn fail(self) {
+        let (breaker, epoch, probe) = (self.breaker, self.epoch(), self.is_probe());
+        std::mem::forget(self);
+        breaker.record_failure(epoch, probe);
     }
 }
 
 impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
-        if self.probe && !self.done {
-            self.breaker.release_probe(self.epoch);
+        // Only unreported permits get here (`succeed` and `fail` forget theirs).
+        if self.is_probe() {
+            self.breaker.release_probe(self.epoch());
         }
     }
 }

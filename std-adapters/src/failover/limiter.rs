@@ -408,7 +408,7 @@ where
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
         Check::new(
             self,
-            || self.primary.check(key, cost),
+            move || self.primary.check(key, cost),
             move |start| self.check_rest(key, cost, start),
         )
     }
