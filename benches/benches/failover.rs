@@ -175,6 +175,13 @@ fn redis_closed_breaker(c: &mut Criterion) {
         .timeout(Some(Duration::from_secs(1)))
         .build()
         .unwrap();
+    // The same without a per-call timeout: no timer is registered, which shows what the timer
+    // itself costs.
+    let untimed: Failover<str, _> = Failover::builder(bare.clone())
+        .on_error(OnError::Error)
+        .timeout(None)
+        .build()
+        .unwrap();
     let keys: Vec<String> = (0..1_000).map(|i| format!("user-{i}")).collect();
 
     let mut g = c.benchmark_group("failover/redis-closed");
@@ -191,6 +198,15 @@ fn redis_closed_breaker(c: &mut Criterion) {
             k = (k + 7) % keys.len();
             let d = rt
                 .block_on(AsyncLimiter::check(&failover, keys[k].as_str(), 1))
+                .unwrap();
+            black_box(d.is_allowed());
+        })
+    });
+    g.bench_function("redis-failover-untimed", |b| {
+        b.iter(|| {
+            k = (k + 7) % keys.len();
+            let d = rt
+                .block_on(AsyncLimiter::check(&untimed, keys[k].as_str(), 1))
                 .unwrap();
             black_box(d.is_allowed());
         })
