@@ -10,6 +10,7 @@ const NEAR_CACHE_CAP: usize = 65_536;
 
 /// Counters of the near cache and of round trips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NearCacheStats {
     /// Checks answered locally as denied, without a round trip.
     pub hits: u64,
