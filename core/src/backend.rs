@@ -118,6 +118,27 @@ pub trait AsyncLimiter<K: ?Sized>: Send + Sync {
 
     /// Forgets everything charged to `key`.
     fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// [`check`](Self::check) answered on the spot, for limiters that never wait (the
+    /// in-process table); `None`, with nothing charged, when only awaiting
+    /// [`check`](Self::check) can answer.
+    ///
+    /// Middleware calls this first so that in-process limiters cost no future and no
+    /// allocation per request. The default returns `None`; a store that answers over a network
+    /// keeps it.
+    #[inline]
+    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+        let _ = (key, cost);
+        None
+    }
+
+    /// [`peek`](Self::peek) answered on the spot, or `None` as for
+    /// [`check_now`](Self::check_now).
+    #[inline]
+    fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+        let _ = key;
+        None
+    }
 }
 
 impl<K: ?Sized, L: AsyncLimiter<K> + ?Sized> AsyncLimiter<K> for &L {
@@ -137,6 +158,14 @@ impl<K: ?Sized, L: AsyncLimiter<K> + ?Sized> AsyncLimiter<K> for &L {
     #[inline]
     fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).reset(key)
+    }
+    #[inline]
+    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+        (**self).check_now(key, cost)
+    }
+    #[inline]
+    fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+        (**self).peek_now(key)
     }
 }
 
@@ -162,6 +191,14 @@ mod shared {
         #[inline]
         fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
             (**self).reset(key)
+        }
+        #[inline]
+        fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+            (**self).check_now(key, cost)
+        }
+        #[inline]
+        fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+            (**self).peek_now(key)
         }
     }
 }
@@ -202,6 +239,14 @@ mod keyed {
         fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
             KeyedLimiter::reset(self, key);
             ready(Ok(()))
+        }
+        #[inline]
+        fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+            Some(KeyedLimiter::check(self, key, cost))
+        }
+        #[inline]
+        fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+            Some(Ok(KeyedLimiter::peek(self, key)))
         }
     }
 }

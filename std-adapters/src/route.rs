@@ -116,6 +116,22 @@ where
         let chosen = self.pick(key);
         async move { Ok(chosen?.reset(key).await?) }
     }
+
+    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+        match self.pick(key) {
+            Ok(l) => l
+                .check_now(key, cost)
+                .map(|r| r.map_err(RouteError::Limiter)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+        match self.pick(key) {
+            Ok(l) => l.peek_now(key).map(|r| r.map_err(RouteError::Limiter)),
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 impl<L, F> Routed<L, F> {
@@ -189,6 +205,22 @@ where
         match self {
             Either::Left(a) => a.reset(key).await.map_err(EitherError::Left),
             Either::Right(b) => b.reset(key).await.map_err(EitherError::Right),
+        }
+    }
+
+    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+        match self {
+            Either::Left(a) => a.check_now(key, cost).map(|r| r.map_err(EitherError::Left)),
+            Either::Right(b) => b
+                .check_now(key, cost)
+                .map(|r| r.map_err(EitherError::Right)),
+        }
+    }
+
+    fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+        match self {
+            Either::Left(a) => a.peek_now(key).map(|r| r.map_err(EitherError::Left)),
+            Either::Right(b) => b.peek_now(key).map(|r| r.map_err(EitherError::Right)),
         }
     }
 }

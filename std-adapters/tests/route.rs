@@ -118,3 +118,74 @@ fn limiters_of_different_types_share_a_router_through_either() {
         }))
     ));
 }
+
+/// A limiter with no immediate answer: only its futures decide (as a network store does).
+struct AwaitOnly<L>(L);
+
+impl<L: AsyncLimiter<str>> AsyncLimiter<str> for AwaitOnly<L> {
+    type Error = L::Error;
+    fn check(
+        &self,
+        key: &str,
+        cost: u64,
+    ) -> impl Future<Output = Result<traffik::Decision, Self::Error>> + Send {
+        self.0.check(key, cost)
+    }
+    fn peek(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<traffik::Decision, Self::Error>> + Send {
+        self.0.peek(key)
+    }
+    fn reset(&self, key: &str) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.0.reset(key)
+    }
+}
+
+#[test]
+fn check_now_answers_on_the_spot_exactly_as_check_and_only_where_it_can() {
+    let clock = ManualClock::new();
+    let t = table("3/s", &clock);
+    // The in-process table answers at once, charging exactly as `check` does.
+    assert_eq!(t.check_now("a", 2).unwrap().unwrap().remaining(), 1);
+    assert_eq!(now(AsyncLimiter::check(&t, "a", 1)).unwrap().remaining(), 0);
+    let denied = t.check_now("a", 1).unwrap().unwrap();
+    assert!(denied.is_denied());
+    assert_eq!(denied.retry_after_nanos(), 333_333_334);
+    assert_eq!(t.peek_now("a").unwrap().unwrap(), t.peek("a"));
+    assert_eq!(
+        t.check_now("a", 4).unwrap(),
+        Err(CheckError::InsufficientCapacity { max: 3 })
+    );
+    // Through references and Arcs too.
+    let shared = std::sync::Arc::new(table("3/s", &clock));
+    assert!(shared.check_now("b", 3).unwrap().unwrap().is_allowed());
+    assert!((&shared).check_now("b", 1).unwrap().unwrap().is_denied());
+
+    // A limiter that must be awaited says so and charges nothing.
+    let remote = AwaitOnly(table("3/s", &clock));
+    assert!(remote.check_now("a", 1).is_none());
+    assert!(remote.peek_now("a").is_none());
+    assert_eq!(now(remote.peek("a")).unwrap().remaining(), 3);
+
+    // Routers and Either pass the question to the chosen limiter.
+    let router = Routed::new(vec![table("1/s", &clock)], |k: &str| {
+        (k != "nobody").then_some(0)
+    });
+    assert!(router.check_now("a", 1).unwrap().unwrap().is_allowed());
+    assert!(router.check_now("a", 1).unwrap().unwrap().is_denied());
+    assert!(matches!(
+        router.check_now("nobody", 1),
+        Some(Err(RouteError::NoRoute {
+            chosen: None,
+            available: 1
+        }))
+    ));
+    let left: Either<_, AwaitOnly<KeyedLimiter<str, AnyAlgorithm, &ManualClock>>> =
+        Either::Left(table("1/s", &clock));
+    assert!(left.check_now("a", 1).unwrap().unwrap().is_allowed());
+    assert!(left.peek_now("a").unwrap().unwrap().remaining() == 0);
+    let right: Either<KeyedLimiter<str, AnyAlgorithm, &ManualClock>, _> =
+        Either::Right(AwaitOnly(table("1/s", &clock)));
+    assert!(right.check_now("a", 1).is_none());
+}
