@@ -26,6 +26,9 @@
 pub mod builder;
 pub mod clock;
 pub mod failover;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod http;
 pub mod route;
 mod sync;
 pub mod wait;

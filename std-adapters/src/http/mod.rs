@@ -1,0 +1,12 @@
+//! HTTP and WebSocket throttling for tower, hyper and axum (feature `tower`; the axum
+//! extractors and the WebSocket helper need feature `axum`).
+//!
+//! The layer asks any [`AsyncLimiter`](crate::AsyncLimiter) over byte keys: an in-process
+//! `RateLimiter<[u8]>`, Redis, Memcached, or a `Failover` of them. The data path of a request:
+//! pick the policies whose rules match → extract each policy's key ([`key`]) → check every
+//! policy all-or-nothing → pass the request on with the quota in its extensions, or answer 429
+//! with the IETF `RateLimit` headers and a problem+json body.
+
+pub mod key;
+
+pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
