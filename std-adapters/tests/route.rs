@@ -160,7 +160,8 @@ fn check_now_answers_on_the_spot_exactly_as_check_and_only_where_it_can() {
     // Through references and Arcs too.
     let shared = std::sync::Arc::new(table("3/s", &clock));
     assert!(shared.check_now("b", 3).unwrap().unwrap().is_allowed());
-    assert!((&shared).check_now("b", 1).unwrap().unwrap().is_denied());
+    let by_ref = &*shared;
+    assert!(AsyncLimiter::check_now(&by_ref, "b", 1).unwrap().unwrap().is_denied());
 
     // A limiter that must be awaited says so and charges nothing.
     let remote = AwaitOnly(table("3/s", &clock));
