@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use traffik::http::ws::{Cost, MessageThrottle, Notice, OnLimiterError, Throttled};
+use traffik::http::ws::{
+    Action, CloseReason, Cost, MessageThrottle, Notice, OnLimiterError, Throttled,
+};
 use traffik::http::HttpKey;
 use traffik::{
     AnyAlgorithm, AsyncLimiter, CheckError, Decision, KeyedLimiter, ManualClock, OverflowPolicy,
@@ -362,4 +364,47 @@ async fn a_tokio_tungstenite_server_stream_is_throttled_too() {
     send(&mut ws, "t2").await;
     expect_text(&mut ws, "t1").await;
     expect_text(&mut ws, &notice(60)).await;
+}
+
+#[tokio::test]
+async fn per_connection_budgets_are_separate() {
+    let (limiter, _clock) = table("1/minute");
+    let addr = serve(MessageThrottle::new(limiter)).await;
+    let mut a = connect(addr, "/ws").await;
+    let mut b = connect(addr, "/ws").await;
+    send(&mut a, "a1").await;
+    expect_text(&mut a, "a1").await;
+    send(&mut b, "b1").await;
+    expect_text(&mut b, "b1").await;
+    send(&mut a, "a2").await;
+    expect_text(&mut a, &notice(60)).await;
+}
+
+#[tokio::test]
+async fn a_custom_handler_sends_its_own_notice_and_close() {
+    let (limiter, clock) = table("1/minute");
+    let throttle = MessageThrottle::builder(limiter)
+        .never_close()
+        .on_violation(|d: &Decision| {
+            if d.retry_after() > Duration::from_secs(30) {
+                Action::Notify(Notice::text(format!(
+                    "slow down: {} ms",
+                    d.retry_after().as_millis()
+                )))
+            } else {
+                Action::Close(CloseReason::new(4008, "too chatty").unwrap())
+            }
+        })
+        .build()
+        .unwrap();
+    let addr = serve(throttle).await;
+    let mut ws = connect(addr, "/ws").await;
+    send(&mut ws, "1").await;
+    expect_text(&mut ws, "1").await;
+    clock.advance(Duration::from_millis(250));
+    send(&mut ws, "2").await;
+    expect_text(&mut ws, "slow down: 59750 ms").await;
+    clock.advance(Duration::from_secs(30));
+    send(&mut ws, "3").await;
+    expect_close(&mut ws, CloseCode::from(4008), "too chatty").await;
 }
