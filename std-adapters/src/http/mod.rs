@@ -8,5 +8,8 @@
 //! with the IETF `RateLimit` headers and a problem+json body.
 
 pub mod key;
+#[cfg(any(feature = "axum", feature = "tungstenite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "tungstenite"))))]
+pub mod ws;
 
 pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
