@@ -10,3 +10,7 @@
 pub mod key;
 
 pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
+pub mod response;
+pub mod rules;
+
+pub use rules::{Rule, RuleError};
