@@ -14,3 +14,6 @@ pub mod response;
 pub mod rules;
 
 pub use rules::{Rule, RuleError};
+pub mod policy;
+
+pub use policy::{MissingKeyOutcome, Policy, PolicyError};
