@@ -17,3 +17,7 @@ pub use rules::{Rule, RuleError};
 pub mod policy;
 
 pub use policy::{MissingKeyOutcome, Policy, PolicyError};
+pub mod layer;
+
+pub use layer::{LayerError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseFuture};
+pub use response::{BackendErrorOutcome, HeaderOptions, PolicyQuota, RateLimitInfo};
