@@ -307,6 +307,7 @@ impl<L> fmt::Debug for Policy<L> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

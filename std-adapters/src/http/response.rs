@@ -436,6 +436,7 @@ pub fn service_unavailable(policy: &str, retry_after: Duration) -> Response<Deny
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

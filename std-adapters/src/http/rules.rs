@@ -234,6 +234,7 @@ impl fmt::Debug for Rule {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

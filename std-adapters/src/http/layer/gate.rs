@@ -261,6 +261,7 @@ pub(crate) async fn drive<L: AsyncLimiter<[u8]>>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use traffik_core::CheckError;

@@ -286,6 +286,7 @@ impl<L: AsyncLimiter<[u8]>> RateLimitLayerBuilder<L> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::http::{Extracted, HttpKey};
