@@ -828,13 +828,20 @@ async fn handlers_read_the_quota_and_headers_are_configurable() {
 async fn a_custom_denial_keeps_the_standard_headers() {
     let clock = Arc::new(ManualClock::new());
     let layer = RateLimitLayer::builder()
+        .policy(policy("wide", "5/minute", manual("5/minute", &clock)))
         .policy(policy("burst", "1/minute", manual("1/minute", &clock)))
         .on_denied(|d: &Denial<'_>| {
+            let others: Vec<_> = d
+                .decisions
+                .iter()
+                .map(|(name, dec)| format!("{name}={}", dec.remaining()))
+                .collect();
             let mut res = http::Response::new(Full::new(Bytes::from(format!(
-                "slow down, {} (policy {}, {} left)",
+                "slow down, {} (policy {}, {} left; {})",
                 d.parts.headers["x-client"].to_str().unwrap(),
                 d.policy,
-                d.decision.remaining()
+                d.decision.remaining(),
+                others.join(" ")
             ))));
             *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
             res
@@ -845,9 +852,15 @@ async fn a_custom_denial_keeps_the_standard_headers() {
     assert_eq!(http.get("/", "zoe").await.status, StatusCode::OK);
     let r = http.get("/", "zoe").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.body, "slow down, zoe (policy burst, 0 left)");
+    assert_eq!(
+        r.body,
+        "slow down, zoe (policy burst, 0 left; wide=4 burst=0)"
+    );
     assert_eq!(r.header("retry-after"), Some("60"));
-    assert_eq!(r.header("ratelimit"), Some("\"burst\";r=0;t=60"));
+    assert_eq!(
+        r.header("ratelimit"),
+        Some("\"wide\";r=4;t=12, \"burst\";r=0;t=60")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

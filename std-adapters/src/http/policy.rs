@@ -222,14 +222,17 @@ impl<L: AsyncLimiter<[u8]>> Policy<L> {
         self
     }
 
-    /// Charge by outcome: before the handler the policy only looks (a request finding too
-    /// little left is denied); after the handler it charges the request only if `f` says so
-    /// of the response head (for example, only failed logins: `|res| res.status == 401`).
+    /// Charge by outcome: before the handler the policy only looks (a request finding less
+    /// left than it costs is denied); after the handler it charges the request only if `f`
+    /// says so of the response head (for example, only failed logins:
+    /// `|res| res.status == 401`).
     ///
-    /// The charge happens when the response head is ready, before it is sent, so the
-    /// `RateLimit` header shows it. Concurrent requests are all admitted on the same look, so
-    /// they may together charge more than was left; the key then waits longer, and no request
-    /// after that is admitted early.
+    /// The charge is made when the response head is ready, before it is sent, so its
+    /// `RateLimit` header shows it. The limit bounds the outcomes counted, not the attempts in
+    /// flight: requests on one key that look at the same time all see the same room and all
+    /// go on, and afterwards only the charges that still fit are recorded. Sequential requests
+    /// are bounded exactly. (A look that comes up short is confirmed with a real check, which
+    /// charges the request up front in the rare case that the key refilled in between.)
     pub fn charge_if<F>(mut self, f: F) -> Self
     where
         F: Fn(&http::response::Parts) -> bool + Send + Sync + 'static,

@@ -144,6 +144,9 @@ pub struct Denial<'a> {
     pub cost: u64,
     /// Whether the cost is larger than the policy can ever admit at once (retrying cannot help).
     pub never_admissible: bool,
+    /// Every decision the layer has for this request, by policy name, in policy order (the
+    /// refusing policy's included; policies not asked before the refusal are absent).
+    pub decisions: &'a [(&'a str, Decision)],
     /// The request's head.
     pub parts: &'a Parts,
 }
@@ -524,6 +527,7 @@ mod tests {
             decision: Decision::deny(10, 0, 1_500_000_000, 10_000_000_000),
             cost: 1,
             never_admissible: false,
+            decisions: &[],
             parts: &parts,
         };
         let res = too_many_requests(&denial);

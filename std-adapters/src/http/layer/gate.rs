@@ -5,9 +5,9 @@
 //! With one policy charged before the handler, the gate asks a single `check`. Otherwise:
 //!
 //! 1. **Look**: peek every policy in order. A policy showing less left than the request costs
-//!    is then asked a real `check` (the peek is only a hint): a denial ends the request with
-//!    nothing charged anywhere; an admission (the key refilled since the peek) stands as that
-//!    policy's charge.
+//!    is then asked a real `check` (the peek is only a hint, and the check gives the exact
+//!    wait): a denial ends the request; an admission (the key refilled between the peek and
+//!    the check) stands as that policy's charge.
 //! 2. **Charge**: `check` every policy charged before the handler and not yet charged. A
 //!    denial here ends the request.
 //!
@@ -15,12 +15,17 @@
 //!
 //! What holds under concurrency, exactly:
 //!
-//! * No policy ever admits more than its limiter allows: every request let through passed a
-//!   charging `check` (atomic in the limiter) on every policy charged before the handler.
-//! * A denied request charges nothing, unless another request charged one of the same keys
-//!   between this request's peek and its `check`. Then the policies this request had
-//!   already charged (those before the denying one in policy order, and any admitted in step 1)
-//!   keep the charge: at most this request's cost each, which only makes the limits stricter.
+//! * No policy charged before the handler ever admits more than its limiter allows: every
+//!   request let through passed a charging `check` (atomic in the limiter) on each of them.
+//! * A denied request charges nothing when its keys do not change between its look and its
+//!   checks. They change when another request charges one of them, or when time refills a key
+//!   whose look came up short just before its check; then the policies this request had
+//!   already charged (earlier in policy order, or admitted by such a check) keep that charge:
+//!   at most this request's cost each, which only makes the limits stricter.
+//! * A policy charged by outcome bounds the outcomes it counts, not the attempts in flight:
+//!   requests on one key that look at the same time all see the same room and all go on; when
+//!   their outcomes come back, only what still fits is charged. Sequential requests are
+//!   bounded exactly.
 
 use smallvec::SmallVec;
 use traffik_core::{AsyncLimiter, Decision, ErrorKind, LimiterError};

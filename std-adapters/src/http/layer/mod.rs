@@ -19,11 +19,14 @@
 //! allocation besides the header values; otherwise the rest of the request runs in one boxed
 //! future.
 //!
-//! **Concurrency.** No policy ever admits more than its limiter allows: every request let
-//! through passed a charging `check` on each policy charged before the handler. A denied
-//! request charges nothing, unless another request charged one of the same keys between this
-//! request's look and its charge; then the policies it had already charged keep that charge (at
-//! most its cost each), which can only make the limits stricter.
+//! **Concurrency.** No policy charged before the handler ever admits more than its limiter
+//! allows: every request let through passed a charging `check` on each of them. A denied
+//! request charges nothing when its keys do not change between its look and its checks; if
+//! another request charges one of them meanwhile (or time refills a key whose look came up
+//! short), the policies it had already charged keep that charge (at most its cost each), which
+//! can only make the limits stricter. A policy charged by outcome bounds the outcomes it counts:
+//! requests on one key in flight at the same time all pass its look, and only the outcomes
+//! that still fit are charged (sequential requests are bounded exactly).
 //!
 //! ```
 //! use axum::{routing::get, Router};

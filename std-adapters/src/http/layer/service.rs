@@ -242,11 +242,17 @@ fn refuse<L: AsyncLimiter<[u8]>, B>(
             let it = &gate.items[item];
             let policy = &shared.policies[it.policy];
             let decision = it.decision.unwrap_or_else(|| Decision::deny(0, 0, 0, 0));
+            let decisions: SmallVec<[(&str, Decision); 2]> = gate
+                .items
+                .iter()
+                .filter_map(|i| Some((&*shared.policies[i.policy].name, i.decision?)))
+                .collect();
             let denial = Denial {
                 policy: &policy.name,
                 decision,
                 cost: it.cost,
                 never_admissible: never,
+                decisions: &decisions,
                 parts,
             };
             let mut res = match &shared.on_denied {
