@@ -10,14 +10,12 @@
 pub mod key;
 
 pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
+pub mod layer;
+pub mod policy;
 pub mod response;
 pub mod rules;
 
-pub use rules::{Rule, RuleError};
-pub mod policy;
-
-pub use policy::{MissingKeyOutcome, Policy, PolicyError};
-pub mod layer;
-
 pub use layer::{LayerError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseFuture};
+pub use policy::{MissingKeyOutcome, Policy, PolicyError};
 pub use response::{BackendErrorOutcome, HeaderOptions, PolicyQuota, RateLimitInfo};
+pub use rules::{Rule, RuleError};

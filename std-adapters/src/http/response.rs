@@ -114,6 +114,20 @@ pub struct PolicyQuota {
 /// handlers (`Extension<RateLimitInfo>` in axum, `req.extensions().get()` elsewhere).
 ///
 /// A policy whose limiter failed (with [`BackendErrorOutcome::Allow`]) has no entry.
+///
+/// ```
+/// use axum::Extension;
+/// use traffik::http::RateLimitInfo;
+///
+/// // An axum handler telling the client what it has left.
+/// async fn handler(Extension(info): Extension<RateLimitInfo>) -> String {
+///     match info.get("burst") {
+///         Some(q) => format!("{} of {} left", q.remaining, q.limit),
+///         None => "unlimited".to_owned(),
+///     }
+/// }
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RateLimitInfo {
     pub(crate) policies: SmallVec<[PolicyQuota; 2]>,
@@ -172,6 +186,18 @@ pub type DenyHook = Arc<dyn Fn(&Denial<'_>) -> Response<DenyBody> + Send + Sync 
 
 /// What the layer does when a limiter call fails (Redis down, table full, ...). Never a panic
 /// and never a bare 500.
+///
+/// ```
+/// use http::StatusCode;
+/// use traffik::http::response::{problem, BackendFailure};
+/// use traffik::http::BackendErrorOutcome;
+///
+/// // Fail closed with a 502 naming the error.
+/// let outcome = BackendErrorOutcome::respond(|f: &BackendFailure<'_>| {
+///     problem(StatusCode::BAD_GATEWAY, "about:blank", &f.error.to_string(), &[f.policy])
+/// });
+/// # let _ = outcome;
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum BackendErrorOutcome {

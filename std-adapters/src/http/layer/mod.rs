@@ -227,6 +227,23 @@ impl<L: AsyncLimiter<[u8]>> RateLimitLayerBuilder<L> {
     /// Builds denials with `f` instead of
     /// [`too_many_requests`](super::response::too_many_requests). The layer then adds
     /// `Retry-After` and the rate-limit headers the response does not already have.
+    ///
+    /// ```
+    /// use traffik::http::response::{too_many_requests, Denial};
+    /// use traffik::http::{Policy, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .policy(Policy::in_process("burst", "10/s")?.global())
+    ///     // The default problem+json, with a header of our own.
+    ///     .on_denied(|d: &Denial<'_>| {
+    ///         let mut res = too_many_requests(d);
+    ///         res.headers_mut().insert("x-denied-by", http::HeaderValue::from_static("traffik"));
+    ///         res
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_denied<F>(mut self, f: F) -> Self
     where
         F: Fn(&Denial<'_>) -> Response<DenyBody> + Send + Sync + 'static,
