@@ -895,3 +895,42 @@ async fn concurrent_clients_on_one_key_are_admitted_exactly_the_limit() {
     assert_eq!(denied.load(Ordering::Relaxed), 22);
     assert_eq!(left(&limiter, b"everyone"), 0);
 }
+
+#[tokio::test]
+async fn exempt_requests_skip_only_that_policy() {
+    let clock = Arc::new(ManualClock::new());
+    let staff = manual("1/minute", &clock);
+    let everyone = manual("3/minute", &clock);
+    let layer = RateLimitLayer::builder()
+        .policy(
+            Policy::new("staff-exempt", "1/minute", staff.clone())
+                .unwrap()
+                .key(|parts: &Parts| {
+                    if parts.headers.contains_key("x-staff") {
+                        Extracted::Exempt
+                    } else {
+                        by_client(parts)
+                    }
+                }),
+        )
+        .policy(policy("everyone", "3/minute", everyone.clone()))
+        .build()
+        .unwrap();
+    let http = Http::new(routes().layer(layer)).await;
+    let staff_req = [("x-client", "s"), ("x-staff", "1")];
+    for remaining in [2, 1, 0] {
+        let r = http.send(Method::GET, "/", &staff_req).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!("\"everyone\";r={remaining};t={}", 20 * (3 - remaining)).as_str())
+        );
+    }
+    let r = http.send(Method::GET, "/", &staff_req).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.json()["violated-policies"],
+        serde_json::json!(["everyone"])
+    );
+    assert_eq!(left(&staff, b"s"), 1);
+}
