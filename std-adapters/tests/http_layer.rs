@@ -934,3 +934,24 @@ async fn exempt_requests_skip_only_that_policy() {
     );
     assert_eq!(left(&staff, b"s"), 1);
 }
+
+#[tokio::test]
+async fn stacked_layers_add_to_each_others_headers_and_quota() {
+    let clock = Arc::new(ManualClock::new());
+    let inner = RateLimitLayer::builder()
+        .policy(policy("inner", "4/s", manual("4/s", &clock)))
+        .build()
+        .unwrap();
+    let outer = RateLimitLayer::builder()
+        .policy(policy("outer", "2/s", manual("2/s", &clock)))
+        .build()
+        .unwrap();
+    let http = Http::new(routes().layer(inner).layer(outer)).await;
+    let r = http.get("/quota", "c").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "outer:1/2:500ms,inner:3/4:250ms");
+    let lines: Vec<_> = r.headers.get_all("ratelimit").iter().collect();
+    assert_eq!(lines, ["\"inner\";r=3;t=1", "\"outer\";r=1;t=1"]);
+    let lines: Vec<_> = r.headers.get_all("ratelimit-policy").iter().collect();
+    assert_eq!(lines, ["\"inner\";q=4;w=1", "\"outer\";q=2;w=1"]);
+}

@@ -295,12 +295,24 @@ pub(crate) struct HeaderItem<'a> {
     pub t: Duration,
 }
 
+/// How the layer's headers meet the same headers already on a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Keep the response's own (a custom denial that wrote them).
+    Keep,
+    /// Add the IETF list members as another field line, which is the same list with more
+    /// members (another rate-limit layer further in already wrote its policies); legacy
+    /// single values are kept.
+    Append,
+}
+
 /// Writes the rate-limit headers for `items` (the first item with the smallest remaining
-/// fills the legacy headers), leaving any header the response already has.
+/// fills the legacy headers).
 pub(crate) fn write_headers(
     headers: &mut HeaderMap,
     items: &[HeaderItem<'_>],
     opts: HeaderOptions,
+    existing: Existing,
 ) {
     let Some(first) = items.first() else {
         return;
@@ -315,8 +327,16 @@ pub(crate) fn write_headers(
             policy.push_str(item.policy_item);
             push_limit_item(&mut limit, item.name, item.remaining, item.t);
         }
-        insert_if_absent(headers, RATELIMIT_POLICY, policy);
-        insert_if_absent(headers, RATELIMIT, limit);
+        match existing {
+            Existing::Keep => {
+                insert_if_absent(headers, RATELIMIT_POLICY, policy);
+                insert_if_absent(headers, RATELIMIT, limit);
+            }
+            Existing::Append => {
+                append(headers, RATELIMIT_POLICY, policy);
+                append(headers, RATELIMIT, limit);
+            }
+        }
     }
     if opts.legacy {
         let tightest = items.iter().min_by_key(|i| i.remaining).unwrap_or(first);
@@ -331,6 +351,13 @@ pub(crate) fn write_headers(
             X_RATELIMIT_RESET,
             ceil_secs(tightest.t).to_string(),
         );
+    }
+}
+
+fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    // Always valid, as for `insert_if_absent`.
+    if let Ok(v) = HeaderValue::try_from(value) {
+        headers.append(name, v);
     }
 }
 
@@ -520,7 +547,7 @@ mod tests {
             legacy: true,
             ..HeaderOptions::default()
         };
-        write_headers(&mut h, &items, opts);
+        write_headers(&mut h, &items, opts, Existing::Keep);
         assert_eq!(
             h[RATELIMIT_POLICY],
             "\"burst\";q=10;w=1, \"daily\";q=1000;w=86400"
@@ -533,9 +560,24 @@ mod tests {
         // Headers a custom response set are kept.
         let mut h = HeaderMap::new();
         h.insert(RATELIMIT, HeaderValue::from_static("custom"));
-        write_headers(&mut h, &items[..1], HeaderOptions::default());
+        write_headers(
+            &mut h,
+            &items[..1],
+            HeaderOptions::default(),
+            Existing::Keep,
+        );
         assert_eq!(h[RATELIMIT], "custom");
         assert!(h.get(X_RATELIMIT_LIMIT).is_none());
+
+        // Another layer's members are kept and these follow as a second field line.
+        write_headers(
+            &mut h,
+            &items[1..],
+            HeaderOptions::default(),
+            Existing::Append,
+        );
+        let lines: Vec<_> = h.get_all(RATELIMIT).iter().collect();
+        assert_eq!(lines, ["custom", "\"daily\";r=3;t=86400"]);
     }
 
     #[test]

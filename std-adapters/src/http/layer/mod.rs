@@ -28,6 +28,12 @@
 //! requests on one key in flight at the same time all pass its look, and only the outcomes
 //! that still fit are charged (sequential requests are bounded exactly).
 //!
+//! **Stacking.** Policies are all-or-nothing within one layer only. Two layers stacked (say a
+//! service-wide one and a stricter one on some routes) decide separately, the outer first: a
+//! request the inner layer denies has been charged by the outer one. Their headers combine
+//! (each layer adds its `RateLimit` members as another field line, which is the same list)
+//! and so does [`RateLimitInfo`].
+//!
 //! ```
 //! use axum::{routing::get, Router};
 //! use traffik::http::{Extracted, HttpKey, MissingKey, Policy, RateLimitLayer, Rule};

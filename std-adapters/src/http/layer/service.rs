@@ -19,8 +19,8 @@ use crate::http::key::{Extracted, Extraction, HttpKey};
 use crate::http::policy::{MissingKeyOutcome, Policy};
 use crate::http::response::{
     problem, service_unavailable, set_retry_after, too_many_requests, write_headers,
-    BackendErrorOutcome, BackendFailure, Denial, DenyBody, HeaderItem, PolicyQuota, RateLimitBody,
-    RateLimitInfo,
+    BackendErrorOutcome, BackendFailure, Denial, DenyBody, Existing, HeaderItem, PolicyQuota,
+    RateLimitBody, RateLimitInfo,
 };
 
 /// A service rate-limited by a [`RateLimitLayer`](super::RateLimitLayer).
@@ -215,19 +215,24 @@ fn insert_info<L>(shared: &Shared<L>, items: &[Item], parts: &mut Parts) {
     if !shared.quota_info {
         return;
     }
-    let policies = items
-        .iter()
-        .filter_map(|item| {
-            let d = item.decision?;
-            Some(PolicyQuota {
-                name: Arc::clone(&shared.policies[item.policy].name),
-                limit: d.limit(),
-                remaining: d.remaining(),
-                reset: d.reset_after(),
-            })
+    let policies = items.iter().filter_map(|item| {
+        let d = item.decision?;
+        Some(PolicyQuota {
+            name: Arc::clone(&shared.policies[item.policy].name),
+            limit: d.limit(),
+            remaining: d.remaining(),
+            reset: d.reset_after(),
         })
-        .collect();
-    parts.extensions.insert(RateLimitInfo { policies });
+    });
+    // A rate-limit layer further out already recorded its policies: these join them.
+    match parts.extensions.get_mut::<RateLimitInfo>() {
+        Some(info) => info.policies.extend(policies),
+        None => {
+            parts.extensions.insert(RateLimitInfo {
+                policies: policies.collect(),
+            });
+        }
+    }
 }
 
 /// The response to a request the gate did not admit.
@@ -277,7 +282,7 @@ fn refuse<L: AsyncLimiter<[u8]>, B>(
                 })
                 .collect();
             // Denials always carry the headers, whatever `on_allowed` says.
-            write_headers(res.headers_mut(), &headers, shared.headers);
+            write_headers(res.headers_mut(), &headers, shared.headers, Existing::Keep);
             res.map(Either::Right)
         }
         Refusal::Fail { item, error } => {
@@ -392,7 +397,7 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
                 ))
             })
             .collect();
-        write_headers(headers, &items, shared.headers);
+        write_headers(headers, &items, shared.headers, Existing::Append);
     }
 
     /// Whether any policy is charged by outcome (otherwise only headers are left to add).
