@@ -27,7 +27,7 @@ use traffik_core::{AsyncLimiter, Rate, RateParseError};
 use super::key::{Extracted, HttpKey, KeyExtractor};
 use super::response::policy_item;
 use super::rules::Rule;
-use crate::builder::{BuildError, IntoRate, RateLimiter};
+use crate::builder::{BuildError, Builder, IntoRate, RateLimiter};
 
 /// Why a policy could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -281,12 +281,38 @@ impl Policy<RateLimiter<[u8]>> {
     ///
     /// As [`Policy::new`], and [`PolicyError::Build`] if the limiter cannot be built.
     pub fn in_process(name: &str, rate: impl IntoRate) -> Result<Self, PolicyError> {
+        Policy::in_process_with(name, rate, |b| b)
+    }
+
+    /// As [`in_process`](Self::in_process), with the limiter's builder adjusted by
+    /// `configure` (algorithm, burst, capacity, overflow policy). The rate is set from `rate`
+    /// after `configure` runs, so the announced rate is the enforced one.
+    ///
+    /// ```
+    /// use traffik::http::Policy;
+    /// use traffik::AlgorithmKind;
+    ///
+    /// let p = Policy::in_process_with("api", "100/minute", |b| {
+    ///     b.algorithm(AlgorithmKind::TokenBucket).capacity(1_000_000)
+    /// })?;
+    /// assert_eq!(p.rate().limit(), 100);
+    /// # Ok::<(), traffik::http::PolicyError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`in_process`](Self::in_process).
+    pub fn in_process_with(
+        name: &str,
+        rate: impl IntoRate,
+        configure: impl FnOnce(Builder) -> Builder,
+    ) -> Result<Self, PolicyError> {
         validate_name(name)?;
         let rate = rate.into_rate().map_err(|source| PolicyError::Rate {
             name: name.to_owned(),
             source,
         })?;
-        let limiter = crate::builder::builder()
+        let limiter = configure(crate::builder::builder())
             .rate(rate)
             .build::<[u8]>()
             .map_err(|source| PolicyError::Build {
@@ -349,6 +375,12 @@ mod tests {
             Policy::in_process("b", "0/0"),
             Err(PolicyError::Unlimited { .. })
         ));
+        // A builder setting the limiter cannot contradict: a zero capacity is a build error.
+        let e = Policy::in_process_with("b", "10/s", |b| b.capacity(0)).unwrap_err();
+        assert!(
+            matches!(e, PolicyError::Build { ref name, .. } if name == "b"),
+            "{e:?}"
+        );
     }
 
     #[test]
