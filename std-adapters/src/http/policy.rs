@@ -156,7 +156,8 @@ impl<L: AsyncLimiter<[u8]>> Policy<L> {
     /// A policy called `name` enforcing `rate` with `limiter`.
     ///
     /// `rate` is what the headers announce (`q` and `w`); it should be the rate `limiter` was
-    /// built with. It is a [`Rate`] or a string in the rate parser's syntax (`"100/minute"`,
+    /// built with. (With a burst above the rate's limit, `r` can exceed `q`: the burst is extra
+    /// room on top of the sustained quota.) It is a [`Rate`] or a string in the rate parser's syntax (`"100/minute"`,
     /// `"20 per 2 mins"`: limit first, then the period).
     ///
     /// # Errors
