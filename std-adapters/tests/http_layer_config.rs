@@ -409,3 +409,62 @@ async fn exempt_requests_skip_only_that_policy() {
     );
     assert_eq!(left(&staff, b"s"), 1);
 }
+
+/// Records each event's level, target and fields.
+#[derive(Clone, Default)]
+struct Events(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Events {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn fmt::Debug) {
+                self.0.push_str(&format!(" {}={v:?}", f.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let m = event.metadata();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {}{}", m.level(), m.target(), fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[cfg(feature = "tracing")]
+#[tokio::test]
+async fn a_fail_open_layer_still_reports_the_failure() {
+    let layer = RateLimitLayer::builder()
+        .policy(policy("remote", "10/s", Failing))
+        .on_backend_error(BackendErrorOutcome::Allow)
+        .build()
+        .unwrap();
+    let events = Events::default();
+    let _guard = tracing::subscriber::set_default(events.clone());
+    // The whole server runs on this test's one thread, so the subscriber sees its events.
+    let http = Http::new(routes().layer(layer)).await;
+    assert_eq!(http.get("/", "c").await.status, StatusCode::OK);
+    let seen = events.0.lock().unwrap().clone();
+    let ours: Vec<_> = seen
+        .iter()
+        .filter(|e| e.contains("traffik::http"))
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            "WARN traffik::http message=rate limiter failed before the handler \
+             policy=\"remote\" kind=NotCharged error=store unreachable"
+        ]
+    );
+}

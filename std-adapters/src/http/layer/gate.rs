@@ -31,7 +31,7 @@ use smallvec::SmallVec;
 use traffik_core::{AsyncLimiter, Decision, ErrorKind, LimiterError};
 
 use super::super::key::HttpKey;
-use super::Shared;
+use super::{report_failure, Shared};
 
 /// One policy applied to one request.
 #[derive(Clone, Debug)]
@@ -204,6 +204,16 @@ impl Gate {
     }
 }
 
+fn report<L>(shared: &Shared<L>, gate: &Gate, error: &dyn LimiterError) {
+    if let Some(item) = gate.items.get(gate.at) {
+        report_failure(
+            &shared.policies[item.policy].name,
+            error,
+            "before the handler",
+        );
+    }
+}
+
 /// Runs the gate on answers given on the spot; `None` when a limiter can only answer through
 /// its future (nothing was asked of it, so the gate resumes asynchronously where it stopped).
 pub(crate) fn drive_now<L: AsyncLimiter<[u8]>>(
@@ -226,6 +236,9 @@ pub(crate) fn drive_now<L: AsyncLimiter<[u8]>>(
                     .check_now(item.key.as_bytes(), item.cost)?
             }
         };
+        if let Err(e) = &result {
+            report(shared, gate, e);
+        }
         if let Some(refusal) = gate.answer(result, fail_open) {
             return Some(Err(refusal));
         }
@@ -258,6 +271,9 @@ pub(crate) async fn drive<L: AsyncLimiter<[u8]>>(
                 }
             }
         };
+        if let Err(e) = &result {
+            report(shared, gate, e);
+        }
         if let Some(refusal) = gate.answer(result, fail_open) {
             return Err(refusal);
         }

@@ -115,6 +115,25 @@ impl<L> Shared<L> {
     }
 }
 
+/// Tells the world a limiter call failed (a `tracing` warning with feature `tracing`), whatever
+/// the outcome does about it: a fail-open layer must not fail silently.
+#[allow(unused_variables)]
+pub(crate) fn report_failure(policy: &str, error: &dyn traffik_core::LimiterError, when: &str) {
+    #[cfg(feature = "tracing")]
+    if !matches!(
+        error.kind(),
+        traffik_core::ErrorKind::InsufficientCapacity { .. }
+    ) {
+        tracing::warn!(
+            target: "traffik::http",
+            policy,
+            kind = ?error.kind(),
+            error = %error,
+            "rate limiter failed {when}"
+        );
+    }
+}
+
 /// The tower layer that rate-limits HTTP requests by a list of [`Policy`]s. Cheap to clone
 /// (the configuration is shared); made by [`RateLimitLayer::builder`].
 pub struct RateLimitLayer<L> {

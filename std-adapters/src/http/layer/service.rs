@@ -341,8 +341,12 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
         }
     }
 
-    fn settle(item: &mut Item, result: Result<Decision, L::Error>) {
+    fn settle(shared: &Shared<L>, item: &mut Item, result: Result<Decision, L::Error>) {
         item.owed = false;
+        if let Err(e) = &result {
+            let name = &shared.policies[item.policy].name;
+            super::report_failure(name, e, "charging a response's outcome");
+        }
         // The response is already decided: a denial or an error here cannot change it. A
         // denial still updates what the headers report (nothing left).
         if let Ok(d) = result {
@@ -357,7 +361,7 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
             if item.owed {
                 let limiter = &self.shared.policies[item.policy].limiter;
                 match limiter.check_now(item.key.as_bytes(), item.cost) {
-                    Some(result) => Self::settle(item, result),
+                    Some(result) => Self::settle(&self.shared, item, result),
                     None => return false,
                 }
             }
@@ -374,7 +378,7 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
                     Some(r) => r,
                     None => limiter.check(item.key.as_bytes(), item.cost).await,
                 };
-                Self::settle(item, result);
+                Self::settle(&self.shared, item, result);
             }
         }
     }
