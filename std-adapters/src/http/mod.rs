@@ -13,3 +13,12 @@ pub mod key;
 pub mod ws;
 
 pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
+pub mod layer;
+pub mod policy;
+pub mod response;
+pub mod rules;
+
+pub use layer::{LayerError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseFuture};
+pub use policy::{MissingKeyOutcome, Policy, PolicyError};
+pub use response::{BackendErrorOutcome, HeaderOptions, PolicyQuota, RateLimitInfo};
+pub use rules::{Rule, RuleError};
