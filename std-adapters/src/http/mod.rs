@@ -7,8 +7,10 @@
 //! policy all-or-nothing → pass the request on with the quota in its extensions, or answer 429
 //! with the IETF `RateLimit` headers and a problem+json body.
 
+pub mod forwarded;
 pub mod ip;
 pub mod key;
 
+pub use forwarded::{ClientIpResolver, ForwardedHeader, Hop, Hops, TrustedProxies};
 pub use ip::{Cidr, CidrError, CidrListError, CidrSet, IpGroupKey, IpGrouping, IpGroupingError};
 pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
