@@ -365,6 +365,24 @@ impl Extend<Cidr> for CidrSet {
     }
 }
 
+impl IntoIterator for CidrSet {
+    type Item = Cidr;
+    type IntoIter = std::vec::IntoIter<Cidr>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.nets.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a CidrSet {
+    type Item = Cidr;
+    type IntoIter = std::iter::Copied<std::slice::Iter<'a, Cidr>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.nets.iter().copied()
+    }
+}
+
 impl FromStr for CidrSet {
     type Err = CidrListError;
 

@@ -13,4 +13,9 @@ pub mod key;
 
 pub use forwarded::{ClientIpResolver, ForwardedHeader, Hop, Hops, TrustedProxies};
 pub use ip::{Cidr, CidrError, CidrListError, CidrSet, IpGroupKey, IpGrouping, IpGroupingError};
-pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
+#[cfg(feature = "axum")]
+pub use key::MatchedRoute;
+pub use key::{
+    from_async_fn, peer_addr, AsyncFn, ClientIp, Extracted, Extraction, FromExtension, Header,
+    HttpKey, KeyExtractor, MissingKey, Path, PeerIp, Shared,
+};
