@@ -289,6 +289,12 @@ impl Iterator for Hops<'_> {
 
 impl std::iter::FusedIterator for Hops<'_> {}
 
+impl std::fmt::Debug for Hops<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hops(..)")
+    }
+}
+
 /// Finds a request's client address from its peer and one forwarding header, trusting the
 /// header only through [`TrustedProxies`]; see the [module docs](self) for the rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
