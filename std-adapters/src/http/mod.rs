@@ -7,17 +7,25 @@
 //! policy all-or-nothing → pass the request on with the quota in its extensions, or answer 429
 //! with the IETF `RateLimit` headers and a problem+json body.
 
+pub mod forwarded;
+pub mod ip;
 pub mod key;
-#[cfg(any(feature = "axum", feature = "tungstenite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "tungstenite"))))]
-pub mod ws;
-
-pub use key::{Extracted, Extraction, HttpKey, KeyExtractor, MissingKey};
 pub mod layer;
 pub mod policy;
 pub mod response;
 pub mod rules;
+#[cfg(any(feature = "axum", feature = "tungstenite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "tungstenite"))))]
+pub mod ws;
 
+pub use forwarded::{ClientIpResolver, ForwardedHeader, Hop, Hops, TrustedProxies};
+pub use ip::{Cidr, CidrError, CidrListError, CidrSet, IpGroupKey, IpGrouping, IpGroupingError};
+#[cfg(feature = "axum")]
+pub use key::MatchedRoute;
+pub use key::{
+    from_async_fn, peer_addr, AsyncFn, ClientIp, Extracted, Extraction, FromExtension, Header,
+    HttpKey, KeyExtractor, MissingKey, Path, PeerIp, Shared,
+};
 pub use layer::{LayerError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseFuture};
 pub use policy::{MissingKeyOutcome, Policy, PolicyError};
 pub use response::{BackendErrorOutcome, HeaderOptions, PolicyQuota, RateLimitInfo};

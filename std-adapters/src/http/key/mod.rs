@@ -4,6 +4,25 @@
 //! Keys are bytes, so every backend stores them (the in-process table by fingerprint, Redis
 //! and Memcached as they are). Each built-in extractor starts its key with its own tag byte,
 //! and composites length-prefix their parts, so keys from different extractors never collide.
+//!
+//! The built-in extractors:
+//!
+//! | extractor | key | missing when |
+//! |---|---|---|
+//! | [`PeerIp`] | the connection's peer address, grouped ([`IpGrouping`](super::IpGrouping)) | no peer address in the extensions |
+//! | [`ClientIp`] | the client behind trusted proxies ([`ClientIpResolver`](super::ClientIpResolver)), grouped | no peer address |
+//! | [`Header::new`] | a header's value | header absent or empty |
+//! | [`Header::bearer`] | the `Authorization: Bearer` token | no bearer token |
+//! | [`FromExtension`] | an identity an earlier layer inserted | extension absent |
+//! | `MatchedRoute` (feature `axum`) | the axum route template | no route matched |
+//! | [`Path`] | the raw path | never |
+//! | [`Shared`] | one constant key | never |
+//! | a tuple `(A, B)` … `(A, B, C, D)` | the parts' keys joined | any part missing (unless one is exempt) |
+//! | [`from_async_fn`] | whatever the future returns | the future says so |
+//!
+//! Built-in keys start with a tag byte below `0x20`. Closures and [`from_async_fn`] keys are
+//! used as they are: start them with a printable byte (any text does) to keep them apart from
+//! the built-ins in a shared limiter.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,6 +31,31 @@ use std::pin::Pin;
 
 use http::request::Parts;
 use smallvec::SmallVec;
+
+mod composite;
+mod header;
+mod ip;
+mod misc;
+
+pub use header::Header;
+pub use ip::{peer_addr, ClientIp, PeerIp};
+#[cfg(feature = "axum")]
+pub use misc::MatchedRoute;
+pub use misc::{from_async_fn, AsyncFn, FromExtension, Path, Shared};
+
+/// The first byte of each built-in extractor's keys.
+mod tag {
+    pub(super) const PEER_IP: u8 = 0x01;
+    pub(super) const CLIENT_IP: u8 = 0x02;
+    pub(super) const HEADER: u8 = 0x03;
+    pub(super) const BEARER: u8 = 0x04;
+    pub(super) const EXTENSION: u8 = 0x05;
+    #[cfg(feature = "axum")]
+    pub(super) const ROUTE: u8 = 0x06;
+    pub(super) const PATH: u8 = 0x07;
+    pub(super) const COMPOSITE: u8 = 0x08;
+    pub(super) const SHARED: u8 = 0x09;
+}
 
 /// A request's rate-limit key: bytes, held inline up to 32 (an IPv6 prefix, a UUID, a short
 /// API key) and on the heap beyond.
