@@ -6,6 +6,45 @@
 //! pick the policies whose rules match → extract each policy's key ([`key`]) → check every
 //! policy all-or-nothing → pass the request on with the quota in its extensions, or answer 429
 //! with the IETF `RateLimit` headers and a problem+json body.
+//!
+//! An axum app with a per-address limit everywhere, a per-API-key limit on the API and a login
+//! route charged only when the login fails (the README's example, compiled here):
+//!
+//! ```no_run
+//! # #[cfg(feature = "axum")]
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::net::SocketAddr;
+//! use axum::{routing::get, Router};
+//! use http::StatusCode;
+//! use traffik::http::{Header, MissingKeyOutcome, PeerIp, Policy, RateLimitLayer, Rule};
+//!
+//! let layer = RateLimitLayer::builder()
+//!     // Every route: 100 a minute per client address (IPv6 grouped by /64).
+//!     .policy(Policy::in_process("per-ip", "100/minute")?.key(PeerIp::new()))
+//!     // The API: 1000 an hour per API key; no key is a 401 before any handler runs.
+//!     .policy(
+//!         Policy::in_process("per-key", "1000/hour")?
+//!             .key(Header::try_new("x-api-key")?)
+//!             .rule(Rule::prefix("/api"))
+//!             .on_missing_key(MissingKeyOutcome::Reject(StatusCode::UNAUTHORIZED)),
+//!     )
+//!     // Logins: only failures count.
+//!     .policy(
+//!         Policy::in_process("login", "5 per 15 minutes")?
+//!             .key(PeerIp::new())
+//!             .rule(Rule::path("/login"))
+//!             .charge_if(|res| res.status == StatusCode::UNAUTHORIZED),
+//!     )
+//!     .bypass(Rule::path("/health"))
+//!     .build()?;
+//!
+//! let app = Router::new().route("/api/items", get(|| async { "[]" })).layer(layer);
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//! // `ConnectInfo` gives the layer each request's peer address.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod forwarded;
 pub mod ip;

@@ -17,6 +17,40 @@
 //!
 //! Without the wrapper, [`ConnectionThrottle::check`] judges one message on the spot and
 //! returns a [`Verdict`] to act on.
+//!
+//! An axum chat route (the README's example, compiled here):
+//!
+//! ```no_run
+//! # #[cfg(feature = "axum")]
+//! # fn app() -> Result<axum::Router, Box<dyn std::error::Error>> {
+//! use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+//! use axum::extract::State;
+//! use axum::{routing::get, Router};
+//! use traffik::http::ws::{MessageThrottle, Throttled};
+//!
+//! // 10 messages a second per connection; after 5 rejections in a row, close with 1008.
+//! let throttle = MessageThrottle::builder(traffik::builder().rate("10/s").build::<[u8]>()?)
+//!     .max_violations(5)
+//!     .build()?;
+//!
+//! async fn chat(
+//!     ws: WebSocketUpgrade,
+//!     State(throttle): State<MessageThrottle<traffik::RateLimiter<[u8]>>>,
+//! ) -> axum::response::Response {
+//!     ws.on_upgrade(move |socket: WebSocket| async move {
+//!         // Or `throttle.connection(user_key)` to share one budget across a user's connections.
+//!         let mut socket = Throttled::new(socket, throttle.per_connection());
+//!         while let Some(Ok(msg)) = socket.recv().await {
+//!             if socket.send(msg).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     })
+//! }
+//! let app = Router::new().route("/chat", get(chat)).with_state(throttle);
+//! # Ok(app)
+//! # }
+//! ```
 
 mod message;
 mod notice;
