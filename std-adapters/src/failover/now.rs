@@ -20,6 +20,7 @@
 //!   the spot.
 
 use super::breaker::Permit;
+use super::check::rebuilt;
 use super::error::FailoverError;
 use super::limiter::{Cause, Failover, Failure, Policed};
 use super::policy::Policy;
@@ -59,7 +60,7 @@ where
         match self.primary.check_now(key, cost)? {
             Ok(decision) => {
                 permit.succeed();
-                Some(Ok(decision))
+                Some(Ok(rebuilt(&decision)))
             }
             Err(e) => self.check_now_failed(key, cost, permit, e),
         }
