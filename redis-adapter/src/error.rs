@@ -22,7 +22,7 @@ use std::time::Duration;
 /// | failure (redis-rs 0.32) | variant | kind |
 /// |---|---|---|
 /// | connection refused (`is_connection_refusal`: only `connect` reports it) | `Connection` | `NotCharged` |
-/// | the connection manager's reconnection failed (refused, timed out, DNS, reset during the handshake: an I/O error it reports as "Reconnecting failed: ...", before writing) | `Connection` | `NotCharged` |
+/// | no connection for this call: connecting failed (refused, timed out, name resolution, reset during the handshake), or the call's deadline passed while connecting | `Connection` | `NotCharged` |
 /// | no connection to the cluster node routed to | `Connection` | `NotCharged` |
 /// | no connection when the limiter was built | `Connection` | `NotCharged` |
 /// | `NOSCRIPT` (resent once by body, by the limiter itself), `OOM`, `BUSY`, `LOADING`, `READONLY`, `CLUSTERDOWN`, script errors | `Server` | `NotCharged` |
@@ -34,14 +34,12 @@ use std::time::Duration;
 /// | authentication or client settings refused while connecting; invalid configuration | `Config` | `Config` |
 /// | a cost above the limit's capacity | `InsufficientCapacity` | `InsufficientCapacity` |
 ///
-/// Two limits of what redis-rs tells apart, both reported on the cautious side:
-///
-/// * A broken pipe is `Indeterminate` even when nothing was written: the multiplexed
-///   connection reports the same error whether its task had died before taking the command
-///   (the first call after the server went away) or died with the command in flight.
-/// * A call that waits for the connection manager to reconnect and reaches the limiter's
-///   timeout first is a `Timeout` (`Indeterminate`), although the command was never written:
-///   the manager does not say whether it was still connecting.
+/// The single-node connection is awaited (under the call's deadline) before the command is
+/// handed to it, so everything that fails before that point is known not to have been sent.
+/// One case redis-rs cannot tell apart, reported on the cautious side: a broken pipe is
+/// `Indeterminate` even when nothing was written, because the multiplexed connection reports
+/// the same error whether its task had died before taking the command (the first call after
+/// the server went away) or died with the command in flight.
 ///
 /// A `BadReply` means the server did answer: the command ran, and may have charged. It is
 /// `Config` (never retried, never masked by a failover policy) because a store that answers
@@ -232,18 +230,14 @@ impl RedisLimiterError {
     }
 }
 
-/// What redis-rs prefixes to an I/O error of the connection manager's (re)connection, which it
-/// reports before writing anything (`ConnectionManager::send_packed_command` awaits the
-/// connection first, and only a connection it has is written to).
-const RECONNECT_FAILED: &str = "Reconnecting failed";
-
-/// Why `err` certainly left the command unsent, if redis-rs guarantees it did.
+/// Why `err` certainly left the command unsent, if it did.
 fn never_sent(err: &redis::RedisError) -> Option<&'static str> {
-    if err.is_io_error() && err.to_string().starts_with(RECONNECT_FAILED) {
+    // The single-node connection failed to connect for this call: it was never sent.
+    if crate::single::not_sent(err).is_some() {
         return Some(if err.is_connection_refusal() {
             "the connection was refused"
         } else {
-            "reconnecting failed"
+            "connecting failed"
         });
     }
     // Only `connect` fails with "refused" (a connected TCP socket reports a reset instead).
@@ -276,19 +270,18 @@ mod tests {
 
     #[test]
     fn failures_before_the_command_was_written_are_not_charged() {
+        let unsent = |kind: io::ErrorKind, msg: &str| {
+            let cause = Arc::new(io(kind, msg));
+            redis::RedisError::from(io::Error::new(kind, crate::single::NotSent(cause)))
+        };
         for e in [
             io(io::ErrorKind::ConnectionRefused, "connect"),
-            // The connection manager's failed reconnection, whatever the I/O error.
-            io(
-                io::ErrorKind::ConnectionRefused,
-                "Reconnecting failed: refused",
-            ),
-            io(io::ErrorKind::TimedOut, "Reconnecting failed: timed out"),
-            io(
-                io::ErrorKind::Other,
-                "Reconnecting failed: failed to lookup address",
-            ),
-            io(io::ErrorKind::ConnectionReset, "Reconnecting failed: reset"),
+            // The single-node connection could not connect for this call, whatever the I/O
+            // error (refused, timed out, name resolution, reset during the handshake).
+            unsent(io::ErrorKind::ConnectionRefused, "refused"),
+            unsent(io::ErrorKind::TimedOut, "timed out"),
+            unsent(io::ErrorKind::Other, "failed to lookup address"),
+            unsent(io::ErrorKind::ConnectionReset, "reset"),
             redis::RedisError::from((redis::ErrorKind::ClusterConnectionNotFound, "none")),
             redis::RedisError::from((redis::ErrorKind::ClientError, "connection not found")),
         ] {
