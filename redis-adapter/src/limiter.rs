@@ -531,11 +531,11 @@ impl RedisLimiter {
         for p in checks {
             pipe.add_command(self.command(p, by_sha));
         }
+        self.ready(conn, deadline).await?;
         self.inner
             .round_trips
             .fetch_add(n as u64, Ordering::Relaxed);
         let count_mismatch = |got: usize| Failure::Count(got, n);
-        self.ready(conn, deadline).await?;
         match conn {
             Conn::Single(_) => {
                 match tokio::time::timeout_at(deadline, conn.req_packed_commands(&pipe, 0, n)).await

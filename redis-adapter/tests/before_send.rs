@@ -121,4 +121,11 @@ async fn a_deadline_reached_while_connecting_is_not_charged() {
         took >= timeout && took < timeout + Duration::from_millis(200),
         "{took:?}"
     );
+    // A pipelined batch waits for the connection the same way.
+    let batch = limiter.check_many(&[("a", 1), ("b", 1)]).await;
+    assert_eq!(batch.len(), 2);
+    for answer in batch {
+        let err = answer.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotCharged, "{err}");
+    }
 }
