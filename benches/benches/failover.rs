@@ -3,7 +3,8 @@
 //! * in process: the bare check, the same check through the `AsyncLimiter` contract, through
 //!   `Failover`, and governor's keyed check. Futures are polled once with a no-op waker: the
 //!   in-process limiter's are ready at once, and on that path the wrapper registers no timer, so
-//!   no runtime is needed;
+//!   no runtime is needed; and `check_now` (what middleware calls first) on the bare limiter
+//!   and through `Failover`;
 //! * on Redis: a bare `RedisLimiter` check beside the same limiter through `Failover`, one
 //!   round trip each, on a `redis-server` the bench starts on a free loopback port and stops at
 //!   the end. Without `redis-server` on the PATH that group is skipped, loudly.
@@ -86,6 +87,21 @@ fn closed_breaker(c: &mut Criterion) {
             clock.advance_nanos(1_000);
             k = (k + 7919) % KEYS;
             let _ = black_box(ready(failover.check(&k, 1)).unwrap());
+        })
+    });
+    // What middleware calls first: no future at all.
+    g.bench_function("traffik-check-now", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(AsyncLimiter::check_now(&ours, &k, 1).unwrap().unwrap());
+        })
+    });
+    g.bench_function("traffik-failover-check-now", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(failover.check_now(&k, 1).unwrap().unwrap());
         })
     });
     g.finish();

@@ -1,28 +1,31 @@
 //! What the limiter connects to, and the connection it keeps.
 //!
 //! A check must never be sent twice: one whose reply was lost may have run, and a resend would
-//! charge it again. The single-node [`ConnectionManager`] never resends a request (it only
-//! reconnects for the next one). The cluster client resends on I/O errors by default, so the
+//! charge it again. The single-node connection never resends a request (it only reconnects
+//! for the next one). The cluster client resends on I/O errors by default, so the
 //! limiter builds it with `retries(0)`; that also stops the client from following `MOVED` and
 //! `ASK` itself, so the limiter follows them (a node that redirects did not run the command).
 
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use crate::error::RedisLimiterError;
+use crate::single::Single;
 
 /// What to connect to.
 #[non_exhaustive]
 pub enum Target {
-    /// A `redis://` URL; the limiter keeps a reconnecting [`ConnectionManager`].
+    /// A `redis://` URL; the limiter keeps one multiplexed connection, replaced by a new one
+    /// after it fails.
     Url(String),
-    /// An existing client; the limiter keeps a reconnecting [`ConnectionManager`] on it.
+    /// An existing client; the limiter keeps one multiplexed connection from it, replaced by
+    /// a new one after it fails.
     Client(redis::Client),
     /// Redis Cluster seed node URLs; connection and response timeouts are the limiter's.
     Cluster(Vec<String>),
@@ -81,7 +84,7 @@ impl From<ClusterClientBuilder> for Target {
 /// The connection: a self-reconnecting single node, or a cluster.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    Single(ConnectionManager),
+    Single(Single),
     Cluster(ClusterConnection),
 }
 
@@ -117,12 +120,8 @@ pub(crate) async fn connect(target: Target, timeout: Duration) -> Result<Conn, R
         source: Some(e.into()),
     };
     let single = |client: redis::Client| async move {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_number_of_retries(1)
-            .set_factor(10)
-            .set_max_delay(100);
-        ConnectionManager::new_with_config(client, config)
+        let config = redis::AsyncConnectionConfig::new().set_connection_timeout(timeout);
+        Single::connect(client, config)
             .await
             .map(Conn::Single)
             .map_err(conn_err)
@@ -194,6 +193,16 @@ pub(crate) fn is_unknown_node(err: &RedisError) -> bool {
 }
 
 impl Conn {
+    /// Waits until a single node's connection is there, so that a failure or a deadline
+    /// reached while waiting is known to have sent nothing. A cluster has nothing to wait for
+    /// here (its client connects to nodes as it routes).
+    pub(crate) async fn ready(&self) -> Result<(), RedisError> {
+        match self {
+            Conn::Single(single) => single.connection().await.map(drop),
+            Conn::Cluster(_) => Ok(()),
+        }
+    }
+
     /// Sends `cmd` to the node a redirection names (`ASKING` first for an `ASK`).
     pub(crate) async fn send_redirected(
         &mut self,

@@ -12,20 +12,22 @@ impl LimiterError for RedisLimiterError {
             RedisLimiterError::InsufficientCapacity { max } => {
                 ErrorKind::InsufficientCapacity { max: *max }
             }
-            // Nothing reached a server that could run the script.
+            // Certainly never sent (see the table on `RedisLimiterError`).
             RedisLimiterError::Connection { .. } => ErrorKind::NotCharged,
-            // The server refused or aborted the command (out of memory, cluster down, busy,
-            // script error): the scripts write only as their last step, so a script that did
-            // not finish wrote nothing.
+            // The server refused or aborted the command (`NOSCRIPT`, out of memory, cluster
+            // down, busy, script error): the scripts write only as their last step, so a script
+            // that did not finish wrote nothing.
             RedisLimiterError::Server { .. } => ErrorKind::NotCharged,
-            // The command may have run: no reply, a lost one, or one mangled on its way back.
-            RedisLimiterError::Timeout { .. }
-            | RedisLimiterError::ReplyLost { .. }
-            | RedisLimiterError::BadReply { .. } => ErrorKind::Indeterminate,
-            // Retrying the same call fails the same way.
+            // The command may have run: no reply, or a lost one.
+            RedisLimiterError::Timeout { .. } | RedisLimiterError::ReplyLost { .. } => {
+                ErrorKind::Indeterminate
+            }
+            // The store does not answer as a traffik store: retrying the same call fails the
+            // same way, and the error must reach the caller rather than be masked by a fallback.
             RedisLimiterError::Config { .. }
             | RedisLimiterError::WrongType { .. }
-            | RedisLimiterError::CorruptState { .. } => ErrorKind::Config,
+            | RedisLimiterError::CorruptState { .. }
+            | RedisLimiterError::BadReply { .. } => ErrorKind::Config,
         }
     }
 }

@@ -124,6 +124,7 @@ mod limiter;
 mod near_cache;
 mod reply;
 mod scripts;
+mod single;
 
 #[cfg(feature = "blocking")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]

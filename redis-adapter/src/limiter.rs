@@ -380,6 +380,9 @@ impl RedisLimiter {
         let cluster = matches!(conn, Conn::Cluster(_));
         let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
         loop {
+            if let Err(unsent) = self.ready(&conn, deadline).await {
+                return Err(unsent.error_for(&p.key, self.inner.timeout));
+            }
             self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
             let cmd = self.command(p, by_sha);
             let sent = match &redirect {
@@ -528,6 +531,7 @@ impl RedisLimiter {
         for p in checks {
             pipe.add_command(self.command(p, by_sha));
         }
+        self.ready(conn, deadline).await?;
         self.inner
             .round_trips
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -568,6 +572,15 @@ impl RedisLimiter {
                     },
                 }
             }
+        }
+    }
+
+    /// Waits for the connection under the call's deadline: a failure here sent nothing.
+    async fn ready(&self, conn: &Conn, deadline: tokio::time::Instant) -> Result<(), Failure> {
+        match tokio::time::timeout_at(deadline, conn.ready()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Redis(e.into())),
+            Err(_) => Err(Failure::NoConnection),
         }
     }
 

@@ -29,6 +29,8 @@ impl From<Value> for Reply {
 pub(crate) enum Failure {
     /// No reply within the deadline.
     Timeout,
+    /// No connection within the deadline: nothing was sent.
+    NoConnection,
     Redis(Arc<redis::RedisError>),
     /// A cluster transaction's first error: it may concern any one entry, and the others may
     /// have run.
@@ -46,6 +48,10 @@ impl Failure {
         let key = String::from_utf8_lossy(key);
         match self {
             Failure::Timeout => RedisLimiterError::Timeout { after: timeout },
+            Failure::NoConnection => RedisLimiterError::Connection {
+                detail: format!("no connection within {timeout:?}; nothing was sent"),
+                source: None,
+            },
             Failure::Redis(e) => RedisLimiterError::from_redis(Arc::clone(e), &key),
             Failure::Transaction(e) => match RedisLimiterError::from_redis(Arc::clone(e), &key) {
                 lost @ (RedisLimiterError::Connection { .. }

@@ -94,7 +94,7 @@ where
 /// The fields alone are whole words and a byte. Exact: `Decision::allow` and `Decision::deny`
 /// are the only ways to make a decision, and an admission's `retry_after` is always zero.
 #[inline(always)]
-fn rebuilt(d: &Decision) -> Decision {
+pub(super) fn rebuilt(d: &Decision) -> Decision {
     if d.is_allowed() {
         Decision::allow(d.limit(), d.remaining(), d.reset_after_nanos())
     } else {

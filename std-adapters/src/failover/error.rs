@@ -90,4 +90,12 @@ impl<K: ?Sized> AsyncLimiter<K> for NoFallback {
     fn reset(&self, _: &K) -> impl Future<Output = Result<(), NoFallback>> + Send {
         async move { match *self {} }
     }
+
+    fn check_now(&self, _: &K, _: u64) -> Option<Result<Decision, NoFallback>> {
+        match *self {}
+    }
+
+    fn peek_now(&self, _: &K) -> Option<Result<Decision, NoFallback>> {
+        match *self {}
+    }
 }

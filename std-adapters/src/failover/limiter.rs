@@ -53,7 +53,7 @@ pub(super) enum Failure<E> {
 }
 
 impl<E: LimiterError> Failure<E> {
-    fn kind(&self) -> ErrorKind {
+    pub(super) fn kind(&self) -> ErrorKind {
         match self {
             Failure::Error(e) => e.kind(),
             Failure::Timeout(_) => ErrorKind::Indeterminate,
@@ -61,14 +61,14 @@ impl<E: LimiterError> Failure<E> {
     }
 
     /// Whether this is a caller or configuration error, returned as it is whatever the policy.
-    fn is_never_masked(&self) -> bool {
+    pub(super) fn is_never_masked(&self) -> bool {
         matches!(
             self.kind(),
             ErrorKind::InsufficientCapacity { .. } | ErrorKind::Config
         )
     }
 
-    fn into_error<F>(self) -> FailoverError<E, F> {
+    pub(super) fn into_error<F>(self) -> FailoverError<E, F> {
         match self {
             Failure::Error(e) => FailoverError::Primary(e),
             Failure::Timeout(d) => FailoverError::Timeout(d),
@@ -77,7 +77,7 @@ impl<E: LimiterError> Failure<E> {
 }
 
 /// Why the policy is being applied.
-enum Cause<E> {
+pub(super) enum Cause<E> {
     /// The breaker turned the call away: the primary was not asked.
     Open,
     Failed(Failure<E>),
@@ -93,7 +93,7 @@ impl<E: LimiterError> Cause<E> {
         }
     }
 
-    fn into_error<F>(self) -> FailoverError<E, F> {
+    pub(super) fn into_error<F>(self) -> FailoverError<E, F> {
         match self {
             Cause::Open => FailoverError::CircuitOpen,
             Cause::Failed(f) => f.into_error(),
@@ -108,7 +108,20 @@ struct Batch {
     requeued: usize,
 }
 
-fn nanos(d: Duration) -> u64 {
+/// A check's or a peek's result, with the primary's error type `P` and the fallback's `F`.
+pub(super) type Outcome<P, F> = Result<Decision, FailoverError<P, F>>;
+
+/// What the on-error policy says, before any fallback is asked.
+pub(super) enum Policed<'a, F, E, X> {
+    /// The policy answered by itself (allow or deny).
+    Answered(Outcome<E, X>),
+    /// The policy is to return the error.
+    Error,
+    /// The fallback is to be asked.
+    Fallback(&'a F),
+}
+
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -256,34 +269,55 @@ where
         cost: u64,
         cause: Cause<P::Error>,
     ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        match self.check_policy() {
+            Policed::Answered(answer) => answer,
+            Policed::Error => Err(cause.into_error()),
+            Policed::Fallback(fallback) => {
+                let answer = fallback.check(key, cost).await;
+                self.fallback_checked(key, cost, &cause, answer)
+            }
+        }
+    }
+
+    /// The on-error policy for a check, counted.
+    /// Shared by [`check`](AsyncLimiter::check) and [`check_now`](AsyncLimiter::check_now),
+    /// so both count exactly the same things.
+    pub(super) fn check_policy(&self) -> Policed<'_, F, P::Error, F::Error> {
         match &self.on_error {
             Policy::Allow => {
                 self.counters.bump(Event::AllowedOnError);
-                Ok(Decision::allow(0, 0, 0))
+                Policed::Answered(Ok(Decision::allow(0, 0, 0)))
             }
             Policy::Deny(wait) => {
                 self.counters.bump(Event::DeniedOnError);
-                Ok(Decision::deny(0, 0, nanos(*wait), nanos(*wait)))
+                Policed::Answered(Ok(Decision::deny(0, 0, nanos(*wait), nanos(*wait))))
             }
-            Policy::Error => Err(cause.into_error()),
-            Policy::Fallback(fallback) => {
-                let decision = fallback
-                    .check(key, cost)
-                    .await
-                    .map_err(FailoverError::Fallback)?;
-                self.counters.bump(Event::Fallback);
-                // Only charges the primary certainly did not count are queued: replaying one
-                // that it may have counted (a timeout) could count the request twice.
-                if decision.is_allowed() && cost > 0 && cause.primary_untouched() {
-                    if self.replay.push(key.to_owned(), cost) {
-                        self.counters.bump(Event::ReplayQueued);
-                    } else if self.replay.capacity() > 0 {
-                        self.counters.bump(Event::ReplayDropped);
-                    }
-                }
-                Ok(decision)
+            Policy::Error => Policed::Error,
+            Policy::Fallback(fallback) => Policed::Fallback(fallback),
+        }
+    }
+
+    /// What follows the fallback's answer to a check: counted, and an admission queued for
+    /// replay when the primary certainly did not count it.
+    pub(super) fn fallback_checked(
+        &self,
+        key: &K,
+        cost: u64,
+        cause: &Cause<P::Error>,
+        answer: Result<Decision, F::Error>,
+    ) -> Result<Decision, FailoverError<P::Error, F::Error>> {
+        let decision = answer.map_err(FailoverError::Fallback)?;
+        self.counters.bump(Event::Fallback);
+        // Only charges the primary certainly did not count are queued: replaying one that it
+        // may have counted (a timeout) could count the request twice.
+        if decision.is_allowed() && cost > 0 && cause.primary_untouched() {
+            if self.replay.push(key.to_owned(), cost) {
+                self.counters.bump(Event::ReplayQueued);
+            } else if self.replay.capacity() > 0 {
+                self.counters.bump(Event::ReplayDropped);
             }
         }
+        Ok(decision)
     }
 
     async fn peek_inner(&self, key: &K) -> Result<Decision, FailoverError<P::Error, F::Error>> {
@@ -419,5 +453,21 @@ where
 
     fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
         self.reset_inner(key)
+    }
+
+    /// The same call as [`check`](Self::check), answered on the spot when every limiter it has
+    /// to ask answers on the spot (an in-process primary while the breaker is closed, an
+    /// in-process fallback while it is open); `None`, with nothing charged and nothing counted,
+    /// otherwise. See the [module docs](super) for the one case where the two differ.
+    #[inline]
+    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+        self.check_now_inner(key, cost)
+    }
+
+    /// The same call as [`peek`](Self::peek), answered on the spot under the same conditions
+    /// as [`check_now`](Self::check_now).
+    #[inline]
+    fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+        self.peek_now_inner(key)
     }
 }

@@ -19,6 +19,8 @@ mod error;
 #[cfg(feature = "tokio")]
 mod limiter;
 #[cfg(feature = "tokio")]
+mod now;
+#[cfg(feature = "tokio")]
 mod policy;
 #[cfg(feature = "tokio")]
 mod replay;

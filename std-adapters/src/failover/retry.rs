@@ -155,6 +155,12 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether the delay before retry number `retry` is zero whatever the random number (jitter
+    /// only shortens a delay, so a zero capped delay stays zero).
+    pub(crate) fn never_waits(&self, retry: u32) -> bool {
+        self.backoff.delay(retry).min(self.max_delay).is_zero()
+    }
+
     /// [`delay`](Self::delay) with a fresh random number.
     pub(crate) fn next_delay(&self, retry: u32) -> Duration {
         let random = match self.jitter {

@@ -55,6 +55,9 @@ pub struct Scripted {
     pub resets: AtomicU64,
     /// Every (key, cost) admitted, in order.
     charged: Mutex<Vec<(String, u64)>>,
+    /// Whether `check_now`/`peek_now` answer the steps that need no waiting (as an in-process
+    /// limiter would); otherwise they always return `None`, like a networked store.
+    answers_now: bool,
 }
 
 impl Scripted {
@@ -66,7 +69,15 @@ impl Scripted {
             peeks: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             charged: Mutex::new(Vec::new()),
+            answers_now: false,
         }
+    }
+
+    /// The same, answering on the spot (`check_now`/`peek_now`) every step that needs no
+    /// waiting; `Hang` and `Slow` steps give `None` there and stay next in the script.
+    pub fn answering_now(mut self) -> Self {
+        self.answers_now = true;
+        self
     }
 
     /// Always does `step`.
@@ -90,6 +101,36 @@ impl Scripted {
 
     pub fn charged(&self) -> Vec<(String, u64)> {
         self.charged.lock().unwrap().clone()
+    }
+
+    /// The next step if it can be done on the spot (taken), else `None` (left in place).
+    fn next_now(&self) -> Option<Step> {
+        if !self.answers_now {
+            return None;
+        }
+        let mut script = self.script.lock().unwrap();
+        let step = script
+            .front()
+            .copied()
+            .unwrap_or_else(|| *self.default.lock().unwrap());
+        if matches!(step, Step::Hang | Step::Slow(_)) {
+            return None;
+        }
+        script.pop_front();
+        Some(step)
+    }
+
+    /// A step that needs no waiting, done on the spot.
+    fn run_now(&self, step: Step, key: &str, cost: u64) -> Result<Decision, FakeError> {
+        match step {
+            Step::Deny(ns) => Ok(Decision::deny(100, 0, ns, ns)),
+            Step::Fail(kind) => Err(FakeError(kind)),
+            Step::Allow => {
+                self.charged.lock().unwrap().push((key.to_owned(), cost));
+                Ok(Decision::allow(100, 99, 1))
+            }
+            Step::Hang | Step::Slow(_) => unreachable!("next_now never takes a waiting step"),
+        }
     }
 
     fn next(&self) -> Step {
@@ -137,6 +178,21 @@ impl AsyncLimiter<str> for Scripted {
                 other => self.run(other, key, 0).await,
             }
         }
+    }
+
+    fn check_now(&self, key: &str, cost: u64) -> Option<Result<Decision, FakeError>> {
+        let step = self.next_now()?;
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        Some(self.run_now(step, key, cost))
+    }
+
+    fn peek_now(&self, key: &str) -> Option<Result<Decision, FakeError>> {
+        let step = self.next_now()?;
+        self.peeks.fetch_add(1, Ordering::SeqCst);
+        Some(match step {
+            Step::Allow => Ok(Decision::allow(100, 42, 1)),
+            other => self.run_now(other, key, 0),
+        })
     }
 
     fn reset(&self, _key: &str) -> impl Future<Output = Result<(), FakeError>> + Send {
