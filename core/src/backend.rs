@@ -28,8 +28,11 @@ pub enum ErrorKind {
     /// The call may or may not have been charged (timeout after sending, connection lost before
     /// the reply). Never retried: a resend could count the request twice.
     Indeterminate,
-    /// The store or the limiter is misconfigured, or holds data that is not a limiter state.
-    /// Nothing was charged, and retrying the same call will fail the same way.
+    /// The store or the limiter is misconfigured, holds data that is not a limiter state, or
+    /// answers in a way no limiter store does. Retrying the same call will fail the same way,
+    /// and falling back would hide the misconfiguration. Nothing was charged, except when the
+    /// store ran the command and its reply could not be read (another server behind the
+    /// address, a proxy rewriting replies): then it may have been.
     Config,
 }
 

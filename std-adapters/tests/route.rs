@@ -161,7 +161,10 @@ fn check_now_answers_on_the_spot_exactly_as_check_and_only_where_it_can() {
     let shared = std::sync::Arc::new(table("3/s", &clock));
     assert!(shared.check_now("b", 3).unwrap().unwrap().is_allowed());
     let by_ref = &*shared;
-    assert!(AsyncLimiter::check_now(&by_ref, "b", 1).unwrap().unwrap().is_denied());
+    assert!(AsyncLimiter::check_now(&by_ref, "b", 1)
+        .unwrap()
+        .unwrap()
+        .is_denied());
 
     // A limiter that must be awaited says so and charges nothing.
     let remote = AwaitOnly(table("3/s", &clock));
