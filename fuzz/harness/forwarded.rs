@@ -17,10 +17,19 @@
 //  4. Hence: the result is `c` or an address among `hops`, and it is a trusted address only if
 //     every hop is a trusted address (then it is the left-most, or `c`), or the hop after it
 //     in `hops` names no address.
-//  5. Anti-spoofing: when the walk stopped before the end of `hops` (at an untrusted address
-//     or an opaque hop), putting arbitrary bytes before the first line (`prefix + "," +
-//     line`) or an arbitrary extra first line changes nothing. A client controls only the
-//     left end of the header.
+//  5. Anti-spoofing: a client controls only the left end of the header, so bytes there must
+//     not change how the hops to their right read. When the walk stopped at a hop that was
+//     read in full (an address, `unknown`, an obfuscated identifier; or any hop of a
+//     comma-separated header, whose items are delimited by commas alone), putting arbitrary
+//     bytes before the first line (`prefix + "," + line`) or an arbitrary extra first line
+//     changes nothing. Not asserted for a malformed `Forwarded` element: it is read from its
+//     right end as far left as it takes (an unclosed quote looks for its opening one), so
+//     bytes to its left may change what it reads as. The walk only reaches such an element
+//     past trusted hops, i.e. where a trusted proxy should have appended a valid one.
+//
+//  6. The same, hop by hop: with the prefix (either way), the hops listed start with the
+//     original ones, all of them for a comma-separated header, and those before the first
+//     malformed one for `Forwarded`.
 //
 // Included with `#[path]` by the cargo-fuzz target and by the stable corpus replay test.
 
@@ -84,18 +93,18 @@ fn headers_with(name: &HeaderName, lines: &[HeaderValue]) -> HeaderMap {
     headers
 }
 
-/// Rule 3, on the listed hops: the result, and whether the walk stopped at a hop (rather than
-/// running past the left-most one).
-fn walk(trusted: &TrustedProxies, peer: IpAddr, hops: &[Hop]) -> (IpAddr, bool) {
+/// Rule 3, on the listed hops: the result, and the hop the walk stopped at (`None` if it ran
+/// past the left-most one).
+fn walk(trusted: &TrustedProxies, peer: IpAddr, hops: &[Hop]) -> (IpAddr, Option<Hop>) {
     let mut reached = peer;
     for hop in hops {
         match *hop {
             Hop::Addr(ip) if trusted.contains(ip) => reached = ip,
-            Hop::Addr(ip) => return (ip, true),
-            Hop::Unknown | Hop::Obfuscated | Hop::Malformed => return (reached, true),
+            Hop::Addr(ip) => return (ip, Some(*hop)),
+            Hop::Unknown | Hop::Obfuscated | Hop::Malformed => return (reached, Some(*hop)),
         }
     }
-    (reached, false)
+    (reached, None)
 }
 
 fn opaque(hop: Option<&Hop>) -> bool {
@@ -129,20 +138,38 @@ pub fn forwarded(data: &[u8]) {
     let resolver = ClientIpResolver::new(trusted.clone(), header.clone());
     let got = resolver.client_ip(peer, &headers);
 
+    // 6.
+    let hops: Vec<Hop> = header.hops(&headers).collect();
+    if !lines.is_empty() {
+        let kept = if header == ForwardedHeader::Forwarded {
+            hops.iter()
+                .position(|h| *h == Hop::Malformed)
+                .unwrap_or(hops.len())
+        } else {
+            hops.len()
+        };
+        for variant in prefixed(&lines, prefix) {
+            let more: Vec<Hop> = header.hops(&headers_with(&name, &variant)).collect();
+            assert_eq!(
+                more.get(..kept),
+                Some(&hops[..kept]),
+                "a prefix changed the hops to its right: {hops:?} became {more:?}"
+            );
+        }
+    }
     // 2.
     if !trusted.contains(peer) {
         assert_eq!(got, canonical, "untrusted peer: headers must be ignored");
         return;
     }
     // 3.
-    let hops: Vec<Hop> = header.hops(&headers).collect();
     assert!(
         hops.iter()
             .position(|h| *h == Hop::Malformed)
             .is_none_or(|m| m + 1 == hops.len()),
         "hops end at the first malformed one: {hops:?}"
     );
-    let (want, stopped) = walk(&trusted, canonical, &hops);
+    let (want, stopped_at) = walk(&trusted, canonical, &hops);
     assert_eq!(got, want, "walk over {hops:?}");
     // 4.
     assert!(
@@ -168,23 +195,31 @@ pub fn forwarded(data: &[u8]) {
         );
     }
     // 5.
-    if stopped && !lines.is_empty() {
-        let mut prefixed = lines.clone();
-        let mut first = prefix.to_vec();
-        first.push(b',');
-        first.extend_from_slice(lines[0].as_bytes());
-        prefixed[0] = value(&first);
-        assert_eq!(
-            resolver.client_ip(peer, &headers_with(&name, &prefixed)),
-            got,
-            "a prefix on the first line changed the result"
-        );
-        let mut extra = vec![value(prefix)];
-        extra.extend(lines.iter().cloned());
-        assert_eq!(
-            resolver.client_ip(peer, &headers_with(&name, &extra)),
-            got,
-            "an extra first line changed the result"
-        );
+    let read_in_full = match stopped_at {
+        None => false,
+        Some(Hop::Malformed) => header != ForwardedHeader::Forwarded,
+        Some(_) => true,
+    };
+    if read_in_full && !lines.is_empty() {
+        for variant in prefixed(&lines, prefix) {
+            assert_eq!(
+                resolver.client_ip(peer, &headers_with(&name, &variant)),
+                got,
+                "a prefix changed the result"
+            );
+        }
     }
+}
+
+/// The lines with the client's `prefix` in front: on the first line (`prefix + "," + line`),
+/// and as an extra first line.
+fn prefixed(lines: &[HeaderValue], prefix: &[u8]) -> [Vec<HeaderValue>; 2] {
+    let mut on_first = lines.to_vec();
+    let mut first = prefix.to_vec();
+    first.push(b',');
+    first.extend_from_slice(lines[0].as_bytes());
+    on_first[0] = value(&first);
+    let mut extra = vec![value(prefix)];
+    extra.extend(lines.iter().cloned());
+    [on_first, extra]
 }

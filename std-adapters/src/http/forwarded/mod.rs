@@ -9,8 +9,9 @@
 //!
 //! 1. The peer is not a trusted proxy: the peer is the client; headers are not read at all.
 //! 2. Otherwise each hop of the one header you named ([`ForwardedHeader`]) is read from the
-//!    right (several header lines count as one list, in order): a trusted address is skipped,
-//!    the first untrusted address is the client.
+//!    right (several header lines count as one list, in order, though a quoted string never
+//!    runs from one line into the next): a trusted address is skipped, the first untrusted
+//!    address is the client.
 //! 3. A hop that names no address (`unknown`, an obfuscated identifier, or text that is not
 //!    a node) stops the walk: the client is the last trusted hop reached (the peer if it is
 //!    the right-most hop), the nearest address we can still vouch for. A client never picks

@@ -1,5 +1,8 @@
 //! Reading forwarding headers from the right: the hops our own proxies appended come first, and
-//! nothing a client wrote to their left can change how they parse.
+//! nothing a client wrote to their left can change how they parse. (A malformed `Forwarded`
+//! element is the exception: an unclosed quote is read leftwards until it finds an opening
+//! one, so what it reads as depends on the bytes before it. The walk stops there anyway, and
+//! only reaches it past trusted hops, where a trusted proxy should have appended a valid one.)
 //!
 //! Both readers work on bytes (header values need not be UTF-8), never index out of bounds,
 //! and take time linear in the line's length.
@@ -409,6 +412,18 @@ mod tests {
         ] {
             assert_eq!(forwarded(bad), vec![Hop::Malformed], "{bad}");
         }
+        // A malformed element is read from its right end as far left as it takes (here an
+        // unclosed quote looking for its opening one), so bytes to its left change what it
+        // reads as; elements to its right never change.
+        assert_eq!(forwarded(r#"for=1.1.1.1, ]=80""#), vec![Hop::Malformed]);
+        assert_eq!(
+            forwarded(r#"for=11.0.0.3;a=",]=80""#),
+            vec![v4(11, 0, 0, 3)]
+        );
+        assert_eq!(
+            forwarded(r#"for=11.0.0.3;a=",]=80", for=2.2.2.2"#),
+            vec![v4(2, 2, 2, 2), v4(11, 0, 0, 3)]
+        );
         let long = format!("for=\"_{}\"", "a".repeat(100));
         assert_eq!(forwarded(&long), vec![Hop::Malformed]);
         assert_eq!(forwarded(" ,, "), vec![]);
