@@ -63,7 +63,7 @@ pub use ip::{Cidr, CidrError, CidrListError, CidrSet, IpGroupKey, IpGrouping, Ip
 pub use key::MatchedRoute;
 pub use key::{
     from_async_fn, peer_addr, AsyncFn, ClientIp, Extracted, Extraction, FromExtension, Header,
-    HttpKey, KeyExtractor, MissingKey, Path, PeerIp, Shared,
+    HttpKey, KeyExtractor, MissingKey, PeerIp, RequestPath, Shared,
 };
 pub use layer::{LayerError, RateLimit, RateLimitLayer, RateLimitLayerBuilder, ResponseFuture};
 pub use policy::{MissingKeyOutcome, Policy, PolicyError};

@@ -92,7 +92,7 @@ tuple_extractor!(A, B, C, D);
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::http::key::{from_async_fn, Header, Path, Shared};
+    use crate::http::key::{from_async_fn, Header, RequestPath, Shared};
 
     fn ready(e: Extraction) -> Extracted {
         match e {
@@ -116,7 +116,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let both = (Path, Header::try_new("x-t").unwrap());
+        let both = (RequestPath, Header::try_new("x-t").unwrap());
         let Extracted::Key(key) = ready(both.extract(&parts)) else {
             panic!("both parts have keys")
         };
@@ -126,11 +126,11 @@ mod tests {
         assert_eq!(key.as_bytes(), &want[..]);
         // Order matters.
         assert_ne!(
-            ready((Path, Shared).extract(&parts)),
-            ready((Shared, Path).extract(&parts))
+            ready((RequestPath, Shared).extract(&parts)),
+            ready((Shared, RequestPath).extract(&parts))
         );
         assert_eq!(
-            ready((Path, missing, Shared).extract(&parts)),
+            ready((RequestPath, missing, Shared).extract(&parts)),
             Extracted::Missing(MissingKey::new("first"))
         );
         let second = |_: &Parts| Extracted::Missing(MissingKey::new("second"));
@@ -139,7 +139,7 @@ mod tests {
             Extracted::Missing(MissingKey::new("first"))
         );
         assert_eq!(
-            ready((missing, Path, Shared, exempt).extract(&parts)),
+            ready((missing, RequestPath, Shared, exempt).extract(&parts)),
             Extracted::Exempt
         );
     }

@@ -1,5 +1,5 @@
 //! Keys from the rest of a request: an identity put in its extensions ([`FromExtension`]),
-//! its route ([`MatchedRoute`]) or path ([`Path`]), an async lookup ([`from_async_fn`]), or
+//! its route ([`MatchedRoute`]) or path ([`RequestPath`]), an async lookup ([`from_async_fn`]), or
 //! one key for all ([`Shared`]).
 
 use std::fmt;
@@ -113,17 +113,17 @@ impl KeyExtractor for MatchedRoute {
 /// the path with a client key.
 ///
 /// ```
-/// use traffik::http::{Extracted, Extraction, KeyExtractor, Path};
+/// use traffik::http::{Extracted, Extraction, KeyExtractor, RequestPath};
 ///
 /// let (parts, ()) = http::Request::get("/a/b?c=d").body(())?.into_parts();
-/// let Extraction::Ready(Extracted::Key(key)) = Path.extract(&parts) else { panic!() };
+/// let Extraction::Ready(Extracted::Key(key)) = RequestPath.extract(&parts) else { panic!() };
 /// assert!(key.as_bytes().ends_with(b"/a/b"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Path;
+pub struct RequestPath;
 
-impl KeyExtractor for Path {
+impl KeyExtractor for RequestPath {
     fn extract(&self, parts: &Parts) -> Extraction {
         Extraction::Ready(Extracted::Key(tagged(
             tag::PATH,
@@ -223,7 +223,7 @@ mod tests {
             Extracted::Key(HttpKey::from_bytes(b"\x05acme"))
         );
         assert_eq!(
-            ready(Path.extract(&parts)),
+            ready(RequestPath.extract(&parts)),
             Extracted::Key(HttpKey::from_bytes(b"\x07/x/y"))
         );
         assert_eq!(

@@ -15,7 +15,7 @@
 //! | [`Header::bearer`] | the `Authorization: Bearer` token | no bearer token |
 //! | [`FromExtension`] | an identity an earlier layer inserted | extension absent |
 //! | `MatchedRoute` (feature `axum`) | the axum route template | no route matched |
-//! | [`Path`] | the raw path | never |
+//! | [`RequestPath`] | the raw path | never |
 //! | [`Shared`] | one constant key | never |
 //! | a tuple `(A, B)` … `(A, B, C, D)` | the parts' keys joined | any part missing (unless one is exempt) |
 //! | [`from_async_fn`] | whatever the future returns | the future says so |
@@ -41,7 +41,7 @@ pub use header::Header;
 pub use ip::{peer_addr, ClientIp, PeerIp};
 #[cfg(feature = "axum")]
 pub use misc::MatchedRoute;
-pub use misc::{from_async_fn, AsyncFn, FromExtension, Path, Shared};
+pub use misc::{from_async_fn, AsyncFn, FromExtension, RequestPath, Shared};
 
 /// The first byte of each built-in extractor's keys.
 mod tag {
