@@ -408,3 +408,76 @@ async fn stacked_layers_add_to_each_others_headers_and_quota() {
     let lines: Vec<_> = r.headers.get_all("ratelimit-policy").iter().collect();
     assert_eq!(lines, ["\"inner\";q=4;w=1", "\"outer\";q=2;w=1"]);
 }
+
+/// Keys from `X-Forwarded-For` through the layer: from a trusted proxy the right-most address
+/// that is not a proxy is the client; from an untrusted peer the header is ignored entirely.
+#[tokio::test]
+async fn forwarded_client_ips_are_keys_only_through_trusted_proxies() {
+    use traffik::http::{ClientIp, ClientIpResolver, ForwardedHeader, TrustedProxies};
+
+    let statuses = |http: Http, xffs: &'static [&'static str]| async move {
+        let mut out = Vec::new();
+        for xff in xffs {
+            let r = http
+                .send(Method::GET, "/", &[("x-forwarded-for", xff)])
+                .await;
+            out.push(r.status.as_u16());
+        }
+        out
+    };
+
+    // The test client connects from 127.0.0.1: here a trusted proxy (as is 10.0.0.0/8).
+    let clock = Arc::new(ManualClock::new());
+    let trusted = ClientIpResolver::new(
+        "127.0.0.1/32, 10.0.0.0/8"
+            .parse::<TrustedProxies>()
+            .unwrap(),
+        ForwardedHeader::XForwardedFor,
+    );
+    let layer = RateLimitLayer::builder()
+        .policy(
+            Policy::new("per-client", "2/minute", manual("2/minute", &clock))
+                .unwrap()
+                .key(ClientIp::new(trusted)),
+        )
+        .build()
+        .unwrap();
+    let http = Http::new(routes().layer(layer)).await;
+    assert_eq!(
+        statuses(
+            http,
+            &[
+                "203.0.113.5",
+                // The client prepends a spoofed address: the proxy's append still wins.
+                "6.6.6.6, 203.0.113.5",
+                // Through a second, internal proxy: still the same client.
+                "203.0.113.5, 10.1.2.3",
+                // Another client.
+                "198.51.100.7",
+                // Garbage to the left of a real client changes nothing.
+                "not-an-ip, 198.51.100.7",
+                // Only proxies: the left-most is all that is known.
+                "10.9.9.9, 10.1.1.1",
+            ]
+        )
+        .await,
+        [200, 200, 429, 200, 200, 200]
+    );
+
+    // Nobody trusted: every request is the peer's (127.0.0.1), whatever it claims.
+    let clock = Arc::new(ManualClock::new());
+    let untrusting = ClientIpResolver::new(TrustedProxies::none(), ForwardedHeader::XForwardedFor);
+    let layer = RateLimitLayer::builder()
+        .policy(
+            Policy::new("per-client", "2/minute", manual("2/minute", &clock))
+                .unwrap()
+                .key(ClientIp::new(untrusting)),
+        )
+        .build()
+        .unwrap();
+    let http = Http::new(routes().layer(layer)).await;
+    assert_eq!(
+        statuses(http, &["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"]).await,
+        [200, 200, 429, 429]
+    );
+}
