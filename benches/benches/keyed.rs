@@ -53,6 +53,34 @@ fn existing_keys(c: &mut Criterion) {
             let _ = black_box(ours.check(&k, 1).unwrap());
         })
     });
+    // The two strategies with parameters, on the same table and keys.
+    let strategies = [
+        (
+            "traffik-debt-bucket",
+            traffik::builder().max_debt(1_000_000),
+        ),
+        (
+            "traffik-rollover",
+            traffik::builder().rollover(traffik::Rollover::new(1, 2, u64::MAX)),
+        ),
+    ];
+    for (name, builder) in strategies {
+        let ours: KeyedLimiter<u64, _, _> = builder
+            .rate(rate)
+            .capacity(KEYS as usize)
+            .build_with_clock(&clock)
+            .unwrap();
+        for k in 0..KEYS {
+            let _ = ours.check(&k, 1).unwrap();
+        }
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                clock.advance_nanos(1_000);
+                k = (k + 7919) % KEYS;
+                let _ = black_box(ours.check(&k, 1).unwrap());
+            })
+        });
+    }
     g.finish();
 
     // Real clocks on both sides.

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
-    Algorithm, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock, Rate,
-    SlidingWindowCounter, TokenBucket,
+    Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock,
+    QuotaRollover, Rate, Rollover, SlidingWindowCounter, TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -46,6 +46,16 @@ fn bench(c: &mut Criterion) {
         c,
         "sliding-window",
         SlidingWindowCounter::new(rate).unwrap(),
+    );
+    manual(
+        c,
+        "debt-bucket",
+        DebtBucket::new(rate, rate.limit()).unwrap(),
+    );
+    manual(
+        c,
+        "rollover",
+        QuotaRollover::new(rate, Rollover::new(1, 2, u64::MAX)).unwrap(),
     );
 
     // Real clocks: quanta on both sides.

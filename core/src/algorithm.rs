@@ -5,10 +5,12 @@
 //! `0` always means "fresh" (nothing charged that still counts), so a zeroed word is a new key and
 //! resetting a key is storing `0`.
 
+use crate::debt_bucket::DebtBucket;
 use crate::decision::{CheckError, Decision};
 use crate::fixed_window::FixedWindow;
 use crate::gcra::{Gcra, LeakyBucket};
 use crate::rate::Rate;
+use crate::rollover::{QuotaRollover, Rollover};
 use crate::sliding_window::SlidingWindowCounter;
 use crate::token_bucket::TokenBucket;
 use core::fmt;
@@ -167,6 +169,13 @@ pub enum ConfigError {
         /// The longest period accepted, in nanoseconds.
         max_nanos: u64,
     },
+    /// A rollover fraction must have a non-zero denominator and be at most 1.
+    RolloverFraction {
+        /// The fraction's numerator.
+        numerator: u32,
+        /// The fraction's denominator.
+        denominator: u32,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -198,6 +207,14 @@ impl fmt::Display for ConfigError {
             ConfigError::PeriodTooLong { max_nanos } => {
                 write!(f, "window period too long: at most {max_nanos} ns")
             }
+            ConfigError::RolloverFraction {
+                numerator,
+                denominator,
+            } => write!(
+                f,
+                "rollover fraction {numerator}/{denominator} must have a non-zero denominator \
+                 and be at most 1"
+            ),
         }
     }
 }
@@ -257,6 +274,15 @@ pub enum AlgorithmKind {
     FixedWindow,
     /// [`SlidingWindowCounter`].
     SlidingWindowCounter,
+    /// [`DebtBucket`]: a token bucket whose keys may owe up to `max_debt` tokens, repaid before
+    /// their next admission. The burst sets the bucket's capacity.
+    DebtBucket {
+        /// The most tokens a key may owe.
+        max_debt: u64,
+    },
+    /// [`QuotaRollover`]: a quota per fixed period whose unused part partly carries into the
+    /// next period.
+    QuotaRollover(Rollover),
 }
 
 /// An algorithm chosen at run time (from configuration). Dispatch is one predictable branch.
@@ -283,14 +309,18 @@ pub enum AnyAlgorithm {
     FixedWindow(FixedWindow),
     /// See [`SlidingWindowCounter`].
     SlidingWindowCounter(SlidingWindowCounter),
+    /// See [`DebtBucket`].
+    DebtBucket(DebtBucket),
+    /// See [`QuotaRollover`].
+    QuotaRollover(QuotaRollover),
     /// See [`Unlimited`].
     Unlimited(Unlimited),
 }
 
 impl AnyAlgorithm {
     /// Builds `kind` for `rate`. `burst` sets the burst (GCRA) or capacity (buckets) and defaults
-    /// to the rate's limit; window algorithms have no burst and reject one that differs from the
-    /// limit. An unlimited rate gives [`AnyAlgorithm::Unlimited`] whatever the kind.
+    /// to the rate's limit; window algorithms (and the rollover quota) have no burst and reject
+    /// one that differs from the limit. An unlimited rate gives [`AnyAlgorithm::Unlimited`] whatever the kind.
     pub fn new(kind: AlgorithmKind, rate: Rate, burst: Option<u64>) -> Result<Self, ConfigError> {
         if rate.is_unlimited() {
             return Ok(AnyAlgorithm::Unlimited(Unlimited));
@@ -310,6 +340,12 @@ impl AnyAlgorithm {
             AlgorithmKind::SlidingWindowCounter => AnyAlgorithm::SlidingWindowCounter(
                 SlidingWindowCounter::new(no_burst(rate, burst)?)?,
             ),
+            AlgorithmKind::DebtBucket { max_debt } => {
+                AnyAlgorithm::DebtBucket(DebtBucket::with_capacity(rate, burst, max_debt)?)
+            }
+            AlgorithmKind::QuotaRollover(rollover) => {
+                AnyAlgorithm::QuotaRollover(QuotaRollover::new(no_burst(rate, burst)?, rollover)?)
+            }
         })
     }
 
@@ -321,6 +357,10 @@ impl AnyAlgorithm {
             AnyAlgorithm::LeakyBucket(_) => AlgorithmKind::LeakyBucket,
             AnyAlgorithm::FixedWindow(_) => AlgorithmKind::FixedWindow,
             AnyAlgorithm::SlidingWindowCounter(_) => AlgorithmKind::SlidingWindowCounter,
+            AnyAlgorithm::DebtBucket(a) => AlgorithmKind::DebtBucket {
+                max_debt: a.max_debt(),
+            },
+            AnyAlgorithm::QuotaRollover(a) => AlgorithmKind::QuotaRollover(a.rollover()),
             AnyAlgorithm::Unlimited(_) => return None,
         })
     }
@@ -342,6 +382,8 @@ macro_rules! dispatch {
             AnyAlgorithm::LeakyBucket($alg) => $e,
             AnyAlgorithm::FixedWindow($alg) => $e,
             AnyAlgorithm::SlidingWindowCounter($alg) => $e,
+            AnyAlgorithm::DebtBucket($alg) => $e,
+            AnyAlgorithm::QuotaRollover($alg) => $e,
             AnyAlgorithm::Unlimited($alg) => $e,
         }
     };

@@ -7,7 +7,8 @@
 //!
 //! 1. [`Rate`]: parse or build "how many per how long", in exact integer nanoseconds.
 //! 2. An [`Algorithm`] ([`Gcra`], [`TokenBucket`], [`LeakyBucket`], [`FixedWindow`],
-//!    [`SlidingWindowCounter`], or the runtime-chosen [`AnyAlgorithm`]): a pure function from
+//!    [`SlidingWindowCounter`], [`DebtBucket`], [`QuotaRollover`], or the runtime-chosen
+//!    [`AnyAlgorithm`]): a pure function from
 //!    `(state, now, cost)` to a [`Decision`] and, when something was admitted, the next state.
 //! 3. A [`StateCell`]: one atomic word and the CAS loop that applies the transition.
 //! 4. A [`Limiter`]: one cell, one algorithm, one [`Clock`].
@@ -42,6 +43,7 @@ pub mod algorithm;
 pub mod backend;
 pub mod cell;
 pub mod clock;
+pub mod debt_bucket;
 pub mod decision;
 mod divisor;
 pub mod fixed_window;
@@ -51,6 +53,7 @@ pub mod gcra;
 pub mod key;
 pub mod limiter;
 pub mod rate;
+pub mod rollover;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -65,6 +68,7 @@ pub use algorithm::{
 pub use backend::{AsyncLimiter, ErrorKind, LimiterError};
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};
+pub use debt_bucket::{DebtBalance, DebtBucket};
 pub use decision::{CheckError, Decision};
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
@@ -73,6 +77,7 @@ pub use gcra::{Gcra, LeakyBucket};
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+pub use rollover::{QuotaRollover, QuotaView, Rollover};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

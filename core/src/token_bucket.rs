@@ -65,7 +65,7 @@ impl TokenBucket {
     /// Tokens produced by clock time `t`: `floor(t * limit / period)`. At most `t`, because the
     /// rate is at most one per nanosecond, so it always fits.
     #[inline]
-    fn produced(&self, t: u64) -> u64 {
+    pub(crate) fn produced(&self, t: u64) -> u64 {
         let (limit, period) = (self.limit.get(), self.period.get());
         match t.checked_mul(limit) {
             Some(x) => self.period.div(x),
@@ -76,7 +76,7 @@ impl TokenBucket {
     /// The first clock time by which `n` tokens have been produced: `ceil(n * period / limit)`,
     /// saturating at `u64::MAX`.
     #[inline]
-    fn time_for(&self, n: u64) -> u64 {
+    pub(crate) fn time_for(&self, n: u64) -> u64 {
         let (limit, period) = (self.limit.get(), self.period.get());
         match n.checked_mul(period) {
             Some(x) => self.limit.div_ceil(x),

@@ -8,8 +8,9 @@ use core::time::Duration;
 use proptest::prelude::*;
 use reference::{check_period_bound, differential, Op, Spec};
 use traffik_core::{
-    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, ConfigError, Decision, FixedWindow, Gcra,
-    LeakyBucket, Limiter, ManualClock, Rate, SlidingWindowCounter, TokenBucket,
+    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, ConfigError, DebtBucket, Decision,
+    FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuotaRollover, Rate, Rollover,
+    SlidingWindowCounter, TokenBucket,
 };
 
 const MS: u64 = 1_000_000;
@@ -189,6 +190,208 @@ fn sliding_window_weights_the_previous_window() {
     );
 }
 
+/// Traffik's scenario: "10/s" with a debt of 10 admits 20 at once, then the refill rate.
+#[test]
+fn debt_bucket_admits_twenty_at_once_then_the_refill_rate() {
+    let clock = ManualClock::new();
+    let bucket = DebtBucket::new(Rate::per_second(10), 10).unwrap();
+    let limiter = Limiter::new(bucket, &clock);
+    // 20 at once: the 10 tokens held and 10 borrowed, in one check.
+    assert_eq!(limiter.check(20).unwrap(), Decision::allow(20, 0, 2 * SEC));
+    // In debt: refused until the debt is repaid, one second at 10/s.
+    assert_eq!(
+        limiter.check(1).unwrap(),
+        Decision::deny(20, 0, SEC, 2 * SEC)
+    );
+    clock.advance(Duration::from_nanos(SEC - 1));
+    assert!(limiter.check(1).unwrap().is_denied());
+    clock.advance(Duration::from_nanos(1));
+    let mut admitted = Vec::new();
+    // Then one per 100 ms: over the next second, probing every millisecond, exactly 10.
+    for now in (SEC..2 * SEC).step_by(MS as usize) {
+        clock.set(now);
+        if limiter.check(1).unwrap().is_allowed() {
+            admitted.push(now);
+        }
+    }
+    let expected: Vec<u64> = (0..10).map(|k| SEC + k * 100 * MS).collect();
+    assert_eq!(admitted, expected);
+    // The typed peek: one token owed right after an admission at balance zero.
+    assert_eq!(bucket.balance(0, 0).tokens(), 10);
+    let s = bucket.decide(0, 0, 11).unwrap().next.unwrap();
+    let b = bucket.balance(s, 0);
+    assert_eq!((b.tokens(), b.debt(), b.in_debt()), (0, 1, true));
+}
+
+#[test]
+fn debt_bucket_unit_checks_borrow_once_and_repay() {
+    let bucket = DebtBucket::new(Rate::per_second(10), 10).unwrap();
+    let mut s = 0;
+    // Unit checks from a full bucket: ten from the tokens, the eleventh borrows one.
+    for k in 0..11 {
+        assert_eq!(
+            step(&bucket, &mut s, 0, 1),
+            Decision::allow(20, if k < 10 { 19 - k } else { 0 }, 100 * MS * (k + 1))
+        );
+    }
+    assert_eq!(
+        step(&bucket, &mut s, 0, 1),
+        Decision::deny(20, 0, 100 * MS, 1_100 * MS)
+    );
+    // Out of debt at 100 ms with nothing in hand: one may borrow up to the whole debt.
+    assert_eq!(
+        step(&bucket, &mut s, 100 * MS, 10),
+        Decision::allow(20, 0, 2 * SEC)
+    );
+    // A cost that needs tokens in hand waits for them: 10 owed, then 5 more for a cost of 15.
+    assert_eq!(
+        step(&bucket, &mut s, 100 * MS, 15),
+        Decision::deny(20, 0, 1_500 * MS, 2 * SEC)
+    );
+    assert_eq!(
+        bucket.decide(s, 0, 21),
+        Err(CheckError::InsufficientCapacity { max: 20 })
+    );
+    assert_eq!(bucket.reset_after(s, 100 * MS), 2 * SEC);
+    assert_eq!(bucket.reset_after(s, 2_100 * MS), 0);
+}
+
+#[test]
+fn debt_bucket_without_debt_is_the_token_bucket() {
+    let debt = DebtBucket::with_capacity(Rate::per_second(3), 4, 0).unwrap();
+    let tb = TokenBucket::with_capacity(Rate::per_second(3), 4).unwrap();
+    let (mut a, mut b) = (0, 0);
+    for (now, cost) in [
+        (0, 3),
+        (1, 2),
+        (400 * MS, 2),
+        (700 * MS, 1),
+        (SEC, 4),
+        (5 * SEC, 4),
+    ] {
+        assert_eq!(step(&debt, &mut a, now, cost), step(&tb, &mut b, now, cost));
+        assert_eq!(a, b);
+    }
+}
+
+/// Traffik's scenario: "100/s", rollover 0.5, max 50: use 60, the next period admits 120 and
+/// denies the 121st.
+#[test]
+fn rollover_uses_sixty_then_admits_one_hundred_and_twenty() {
+    let clock = ManualClock::new();
+    let quota = QuotaRollover::new(Rate::per_second(100), Rollover::new(1, 2, 50)).unwrap();
+    let limiter = Limiter::new(quota, &clock);
+    let run = |n: u64| {
+        (0..n)
+            .filter(|_| limiter.check(1).unwrap().is_allowed())
+            .count()
+    };
+    // A fresh key counts as following an unused period: 100 + min(50, 50).
+    assert_eq!(run(200), 150);
+    // Nothing left to carry after using the whole own limit.
+    clock.set(SEC);
+    assert_eq!(run(60), 60);
+    assert_eq!(quota.quota(0, 0).remaining(), 150);
+    // Use 60 of 100: 40 unused, half carries.
+    clock.set(2 * SEC);
+    assert_eq!(run(120), 120);
+    let denied = limiter.check(1).unwrap();
+    assert_eq!(denied, Decision::deny(150, 0, SEC, 2 * SEC));
+    // The same 60 used in a period that had received carry: only the own limit's 40 counts.
+    clock.set(10 * SEC);
+    assert_eq!(run(60), 60);
+    clock.set(11 * SEC + 500 * MS);
+    let peek = limiter.peek();
+    assert_eq!(peek, Decision::allow(150, 120, SEC / 2));
+    assert_eq!(run(200), 120);
+}
+
+#[test]
+fn rollover_carries_from_the_previous_period_only() {
+    let quota = QuotaRollover::new(Rate::per_second(10), Rollover::new(2, 3, 5)).unwrap();
+    assert_eq!(quota.max_carry(), 5);
+    let mut s = 0;
+    // Period 0: fresh, 10 + 5; use 4 of them.
+    // Fresh again only after a period passes on the most: two periods from now.
+    assert_eq!(step(&quota, &mut s, 0, 4), Decision::allow(15, 11, 2 * SEC));
+    // Period 1: 6 unused, two thirds is 4.
+    let v = quota.quota(s, SEC);
+    assert_eq!((v.used(), v.carried(), v.remaining()), (0, 4, 14));
+    assert_eq!(
+        step(&quota, &mut s, SEC, 9),
+        Decision::allow(15, 5, 2 * SEC)
+    );
+    // Period 2: 1 unused, floor(2/3) = 0; 11 needs a period after an unused one.
+    assert_eq!(quota.quota(s, 2 * SEC).carried(), 0);
+    assert_eq!(
+        step(&quota, &mut s, 2 * SEC, 11),
+        Decision::deny(15, 10, SEC, SEC)
+    );
+    // Period 3 follows period 2, unused: full carry, and the key is fresh again.
+    assert_eq!(quota.reset_after(s, 2 * SEC), SEC);
+    assert_eq!(quota.quota(s, 3 * SEC).carried(), 5);
+    assert_eq!(quota.reset_after(s, 3 * SEC), 0);
+    assert_eq!(
+        quota.decide(s, 0, 16),
+        Err(CheckError::InsufficientCapacity { max: 15 })
+    );
+    // A check that fits only after an unused period waits two periods.
+    let mut s = 0;
+    let _ = step(&quota, &mut s, 0, 10);
+    assert_eq!(
+        step(&quota, &mut s, 100 * MS, 12),
+        Decision::deny(15, 5, 1_900 * MS, 1_900 * MS)
+    );
+}
+
+#[test]
+fn strategy_configurations_are_typed() {
+    assert_eq!(
+        QuotaRollover::new(Rate::per_second(10), Rollover::new(3, 2, 5)),
+        Err(ConfigError::RolloverFraction {
+            numerator: 3,
+            denominator: 2
+        })
+    );
+    assert_eq!(
+        QuotaRollover::new(Rate::per_second(10), Rollover::new(0, 0, 5)),
+        Err(ConfigError::RolloverFraction {
+            numerator: 0,
+            denominator: 0
+        })
+    );
+    assert_eq!(
+        ConfigError::RolloverFraction {
+            numerator: 3,
+            denominator: 2
+        }
+        .to_string(),
+        "rollover fraction 3/2 must have a non-zero denominator and be at most 1"
+    );
+    assert_eq!(
+        QuotaRollover::new(Rate::per_day(1 << 22), Rollover::new(1, 2, 0)),
+        Err(ConfigError::LimitTooLarge { max: (1 << 22) - 1 })
+    );
+    assert_eq!(
+        DebtBucket::with_capacity(Rate::per_second(1), 0, 5),
+        Err(ConfigError::ZeroBurst)
+    );
+    assert_eq!(
+        DebtBucket::with_capacity(Rate::per_second(1), 1 << 61, 1 << 61),
+        Err(ConfigError::BurstOverflow)
+    );
+    let debt = AlgorithmKind::DebtBucket { max_debt: 10 };
+    let any = AnyAlgorithm::new(debt, Rate::per_second(10), Some(5)).unwrap();
+    assert_eq!((any.kind(), any.capacity()), (Some(debt), 15));
+    let roll = AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 50));
+    let any = AnyAlgorithm::new(roll, Rate::per_second(100), None).unwrap();
+    assert_eq!((any.kind(), any.capacity()), (Some(roll), 150));
+    assert_eq!(
+        AnyAlgorithm::new(roll, Rate::per_second(100), Some(10)),
+        Err(ConfigError::BurstNotSupported)
+    );
+}
+
 #[test]
 fn unlimited_and_invalid_configurations() {
     let open =
@@ -257,7 +460,7 @@ fn rate_strategy() -> impl Strategy<Value = Rate> {
 }
 
 fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (rate_strategy(), 0u8..5, 1u64..=600)
+    (rate_strategy(), any::<u8>(), 1u64..=600)
         .prop_map(|(rate, kind, b)| Spec::from_parts(kind, rate, 1 + (b - 1) % (2 * rate.limit())))
 }
 

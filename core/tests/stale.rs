@@ -212,7 +212,7 @@ fn rate_strategy() -> impl Strategy<Value = Rate> {
 }
 
 fn spec_strategy() -> impl Strategy<Value = Spec> {
-    (rate_strategy(), 0u8..5, 1u64..=600)
+    (rate_strategy(), any::<u8>(), 1u64..=600)
         .prop_map(|(rate, kind, b)| Spec::from_parts(kind, rate, 1 + (b - 1) % (2 * rate.limit())))
 }
 

@@ -20,7 +20,8 @@ pub fn algorithm_ops(data: &[u8]) {
     };
     let burst = 1 + u64::from(*b) % (2 * limit);
     let spec = Spec::from_parts(*kind, rate, burst);
-    let capacity = spec.burst().unwrap_or(limit);
+    // The most one check can be granted (for the debt bucket, capacity plus debt).
+    let capacity = traffik_core::Algorithm::capacity(&spec.packed());
     let mut ops = Vec::with_capacity(rest.len() / 2);
     // The same run with stale readings: the tag's high bits, when set, make a check lag by
     // that many periods and a fraction (up to 31 periods behind).

@@ -11,25 +11,74 @@
 #![allow(dead_code)]
 
 use traffik_core::{
-    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, Decision, FixedWindow, Gcra, LeakyBucket,
-    Rate, SlidingWindowCounter, TokenBucket,
+    Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, DebtBucket, Decision, FixedWindow, Gcra,
+    LeakyBucket, QuotaRollover, Rate, Rollover, SlidingWindowCounter, TokenBucket,
 };
 
 /// Which algorithm, with which parameters.
 #[derive(Clone, Copy, Debug)]
 pub enum Spec {
-    Gcra { rate: Rate, burst: u64 },
-    LeakyBucket { rate: Rate, capacity: u64 },
-    TokenBucket { rate: Rate, capacity: u64 },
-    FixedWindow { rate: Rate },
-    SlidingWindow { rate: Rate },
+    Gcra {
+        rate: Rate,
+        burst: u64,
+    },
+    LeakyBucket {
+        rate: Rate,
+        capacity: u64,
+    },
+    TokenBucket {
+        rate: Rate,
+        capacity: u64,
+    },
+    FixedWindow {
+        rate: Rate,
+    },
+    SlidingWindow {
+        rate: Rate,
+    },
+    DebtBucket {
+        rate: Rate,
+        capacity: u64,
+        max_debt: u64,
+    },
+    Rollover {
+        rate: Rate,
+        numerator: u32,
+        denominator: u32,
+        cap: u64,
+    },
 }
 
+/// Rollover fractions the decoders pick from (numerator, denominator).
+const FRACTIONS: [(u32, u32); 5] = [(0, 1), (1, 2), (2, 3), (1, 1), (7, 10)];
+
 impl Spec {
-    /// Spec number `kind % 5` (GCRA, leaky bucket, token bucket, fixed window, sliding window)
-    /// for `rate`, with `burst` as the burst or capacity where the algorithm takes one.
+    /// Spec number `kind % 7` (GCRA, leaky bucket, token bucket, fixed window, sliding window,
+    /// debt bucket, rollover quota) for `rate`, with `burst` as the burst or capacity where the
+    /// algorithm takes one; `kind / 7` picks the debt (0 to 1.5 times the capacity) or the
+    /// rollover fraction and cap (none, or half the burst).
     pub fn from_parts(kind: u8, rate: Rate, burst: u64) -> Spec {
-        match kind % 5 {
+        let extra = usize::from(kind / 7);
+        match kind % 7 {
+            5 => Spec::DebtBucket {
+                rate,
+                capacity: burst,
+                max_debt: burst * (extra as u64 % 4) / 2,
+            },
+            6 => {
+                let (numerator, denominator) = FRACTIONS[extra % FRACTIONS.len()];
+                let cap = if extra / FRACTIONS.len() % 2 == 0 {
+                    u64::MAX
+                } else {
+                    burst / 2
+                };
+                Spec::Rollover {
+                    rate,
+                    numerator,
+                    denominator,
+                    cap,
+                }
+            }
             0 => Spec::Gcra { rate, burst },
             1 => Spec::LeakyBucket {
                 rate,
@@ -45,12 +94,19 @@ impl Spec {
     }
 
     pub fn kind(&self) -> AlgorithmKind {
-        match self {
+        match *self {
             Spec::Gcra { .. } => AlgorithmKind::Gcra,
             Spec::LeakyBucket { .. } => AlgorithmKind::LeakyBucket,
             Spec::TokenBucket { .. } => AlgorithmKind::TokenBucket,
             Spec::FixedWindow { .. } => AlgorithmKind::FixedWindow,
             Spec::SlidingWindow { .. } => AlgorithmKind::SlidingWindowCounter,
+            Spec::DebtBucket { max_debt, .. } => AlgorithmKind::DebtBucket { max_debt },
+            Spec::Rollover {
+                numerator,
+                denominator,
+                cap,
+                ..
+            } => AlgorithmKind::QuotaRollover(Rollover::new(numerator, denominator, cap)),
         }
     }
 
@@ -60,7 +116,9 @@ impl Spec {
             | Spec::LeakyBucket { rate, .. }
             | Spec::TokenBucket { rate, .. }
             | Spec::FixedWindow { rate }
-            | Spec::SlidingWindow { rate } => rate,
+            | Spec::SlidingWindow { rate }
+            | Spec::DebtBucket { rate, .. }
+            | Spec::Rollover { rate, .. } => rate,
         }
     }
 
@@ -68,10 +126,10 @@ impl Spec {
     pub fn burst(&self) -> Option<u64> {
         match *self {
             Spec::Gcra { burst, .. } => Some(burst),
-            Spec::LeakyBucket { capacity, .. } | Spec::TokenBucket { capacity, .. } => {
-                Some(capacity)
-            }
-            Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } => None,
+            Spec::LeakyBucket { capacity, .. }
+            | Spec::TokenBucket { capacity, .. }
+            | Spec::DebtBucket { capacity, .. } => Some(capacity),
+            Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } | Spec::Rollover { .. } => None,
         }
     }
 
@@ -88,6 +146,18 @@ impl Spec {
             Spec::SlidingWindow { rate } => {
                 SlidingWindowCounter::new(rate).map(AnyAlgorithm::SlidingWindowCounter)
             }
+            Spec::DebtBucket {
+                rate,
+                capacity,
+                max_debt,
+            } => DebtBucket::with_capacity(rate, capacity, max_debt).map(AnyAlgorithm::DebtBucket),
+            Spec::Rollover {
+                rate,
+                numerator,
+                denominator,
+                cap,
+            } => QuotaRollover::new(rate, Rollover::new(numerator, denominator, cap))
+                .map(AnyAlgorithm::QuotaRollover),
         };
         built.expect("reference specs are valid")
     }
@@ -127,6 +197,34 @@ impl Spec {
                 prev: 0,
                 cur: 0,
             },
+            Spec::DebtBucket {
+                rate,
+                capacity,
+                max_debt,
+            } => State::Debt {
+                limit: rate.limit() as u128,
+                period: rate.period_nanos() as u128,
+                capacity: capacity as i128,
+                max_debt: max_debt as i128,
+                balance: capacity as i128,
+                seen: 0,
+            },
+            Spec::Rollover {
+                rate,
+                numerator,
+                denominator,
+                cap,
+            } => State::Rollover {
+                limit: rate.limit() as u128,
+                period: rate.period_nanos() as u128,
+                numerator: numerator as u128,
+                denominator: denominator as u128,
+                cap: cap as u128,
+                started: false,
+                window: 0,
+                used: 0,
+                carried: 0,
+            },
         };
         Model { st }
     }
@@ -150,6 +248,16 @@ impl Spec {
             Spec::TokenBucket { rate, capacity } => capacity as u128 + rate.limit() as u128,
             Spec::FixedWindow { rate } => 2 * rate.limit() as u128,
             Spec::SlidingWindow { rate } => 2 * rate.limit() as u128 - 1,
+            Spec::DebtBucket {
+                rate,
+                capacity,
+                max_debt,
+            } => capacity as u128 + max_debt as u128 + rate.limit() as u128,
+            Spec::Rollover { .. } => {
+                let limit = self.rate().limit() as u128;
+                // capacity = limit + the largest carry.
+                limit + self.reference().capacity()
+            }
         }
     }
 }
@@ -184,6 +292,28 @@ pub enum State {
         prev: u128,
         cur: u128,
     },
+    /// Signed balance: tokens in hand, negative while in debt; `seen` as for `Bucket`.
+    Debt {
+        limit: u128,
+        period: u128,
+        capacity: i128,
+        max_debt: i128,
+        balance: i128,
+        seen: u128,
+    },
+    /// The period last charged, its use and the quota it received from the one before;
+    /// `started` is false until the first charge (as if every earlier period went unused).
+    Rollover {
+        limit: u128,
+        period: u128,
+        numerator: u128,
+        denominator: u128,
+        cap: u128,
+        started: bool,
+        window: u128,
+        used: u128,
+        carried: u128,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +327,70 @@ impl Model {
             State::Meter { burst, .. } => burst,
             State::Bucket { capacity, .. } => capacity,
             State::Fixed { limit, .. } | State::Sliding { limit, .. } => limit,
+            State::Debt {
+                capacity, max_debt, ..
+            } => (capacity + max_debt) as u128,
+            State::Rollover { limit, .. } => limit + self.carry_for(limit),
+        }
+    }
+
+    /// Rollover: what a period that left `unused` of its own limit passes on.
+    fn carry_for(&self, unused: u128) -> u128 {
+        match self.st {
+            State::Rollover {
+                numerator,
+                denominator,
+                cap,
+                ..
+            } => (unused * numerator / denominator).min(cap),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Rollover: (used, carried) of the period holding `t`, walking period by period from the
+    /// last one charged (two steps settle everything: an unused period passes the most on).
+    fn quota_at(&self, t: u128) -> (u128, u128) {
+        match self.st {
+            State::Rollover {
+                limit,
+                period,
+                started,
+                window,
+                used,
+                carried,
+                ..
+            } => {
+                if !started {
+                    return (0, self.carry_for(limit));
+                }
+                let (mut u, mut c) = (used, carried);
+                let mut w = window;
+                while w < t / period && w < window + 3 {
+                    c = self.carry_for(limit - u.min(limit));
+                    u = 0;
+                    w += 1;
+                }
+                (u, c)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Debt bucket: the signed balance at `t`.
+    fn balance_at(&self, t: u128) -> i128 {
+        match self.st {
+            State::Debt {
+                limit,
+                period,
+                capacity,
+                balance,
+                seen,
+                ..
+            } => {
+                let produced = t * limit / period;
+                (balance + produced.saturating_sub(seen) as i128).min(capacity)
+            }
+            _ => unreachable!(),
         }
     }
 
@@ -270,6 +464,15 @@ impl Model {
                 let e = t % period;
                 prev * (period - e) + (cur + cost) * period <= limit * period
             }
+            State::Debt { max_debt, .. } => {
+                let b = self.balance_at(t);
+                // A zero cost is a peek, admitted even in debt.
+                cost == 0 || (b >= 0 && b - cost as i128 >= -max_debt)
+            }
+            State::Rollover { limit, .. } => {
+                let (used, carried) = self.quota_at(t);
+                used + cost <= limit + carried
+            }
         }
     }
 
@@ -278,6 +481,8 @@ impl Model {
             State::Meter { level, at, .. } => Self::meter_level(level, at, t) == 0,
             State::Bucket { capacity, .. } => self.tokens_at(t) == capacity,
             State::Fixed { .. } | State::Sliding { .. } => self.windows_at(t) == (0, 0),
+            State::Debt { capacity, .. } => self.balance_at(t) == capacity,
+            State::Rollover { limit, .. } => self.quota_at(t) == (0, self.carry_for(limit)),
         }
     }
 
@@ -288,7 +493,12 @@ impl Model {
         };
         let (p, c) = match self.st {
             State::Fixed { .. } | State::Sliding { .. } => self.windows_at(t),
+            State::Rollover { .. } => self.quota_at(t),
             _ => (0, 0),
+        };
+        let signed = match self.st {
+            State::Debt { .. } => self.balance_at(t),
+            _ => 0,
         };
         match &mut self.st {
             State::Meter {
@@ -330,6 +540,29 @@ impl Model {
                 *prev = p;
                 *cur = c + cost;
             }
+            State::Debt {
+                limit,
+                period,
+                balance,
+                seen,
+                ..
+            } => {
+                *balance = signed - cost as i128;
+                *seen = t * *limit / *period;
+            }
+            State::Rollover {
+                period,
+                started,
+                window,
+                used,
+                carried,
+                ..
+            } => {
+                *started = true;
+                *window = t / *period;
+                *used = p + cost;
+                *carried = c;
+            }
         }
     }
 
@@ -350,6 +583,16 @@ impl Model {
                 *prev = 0;
                 *cur = 0;
             }
+            State::Debt {
+                capacity,
+                balance,
+                seen,
+                ..
+            } => {
+                *balance = *capacity;
+                *seen = 0;
+            }
+            State::Rollover { started, .. } => *started = false,
         }
     }
 
@@ -373,7 +616,9 @@ impl Model {
             State::Meter { interval, .. } => interval,
             State::Bucket { period, .. }
             | State::Fixed { period, .. }
-            | State::Sliding { period, .. } => period,
+            | State::Sliding { period, .. }
+            | State::Debt { period, .. }
+            | State::Rollover { period, .. } => period,
         };
         (self.capacity() + 4) * unit.max(1) * 2
     }
@@ -538,7 +783,10 @@ pub fn lagged(spec: Spec, ops: &[LagOp]) {
     let alg = spec.packed();
     let period = spec.period();
     let cap = alg.capacity();
-    let windowed = matches!(spec, Spec::FixedWindow { .. } | Spec::SlidingWindow { .. });
+    let windowed = matches!(
+        spec,
+        Spec::FixedWindow { .. } | Spec::SlidingWindow { .. } | Spec::Rollover { .. }
+    );
     let allowed =
         |state: u64, t: u64, c: u64| alg.decide(state, t, c).unwrap().decision.is_allowed();
     let remaining = |state: u64, t: u64| alg.decide(state, t, 0).unwrap().decision.remaining();

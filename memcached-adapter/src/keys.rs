@@ -39,6 +39,8 @@ pub(crate) fn algorithm_tag(kind: Option<AlgorithmKind>) -> &'static str {
         Some(AlgorithmKind::LeakyBucket) => "lb",
         Some(AlgorithmKind::FixedWindow) => "fw",
         Some(AlgorithmKind::SlidingWindowCounter) => "swc",
+        Some(AlgorithmKind::DebtBucket { .. }) => "tbd",
+        Some(AlgorithmKind::QuotaRollover(_)) => "rq",
         // `AlgorithmKind` is non-exhaustive: a future kind gets its own tag when it is added
         // here; until then it shares this generic one with the unlimited rate (which never
         // stores anything).

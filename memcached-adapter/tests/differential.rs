@@ -69,7 +69,9 @@ async fn run(kind: AlgorithmKind, server: &Memcached, seed: u64, tally: &mut Tal
     let mut rng = Rng(seed);
     for (ri, (rate, burst)) in rates().into_iter().enumerate() {
         let burst = match kind {
-            AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => None,
+            AlgorithmKind::FixedWindow
+            | AlgorithmKind::SlidingWindowCounter
+            | AlgorithmKind::QuotaRollover(_) => None,
             _ => burst,
         };
         let core = AnyAlgorithm::new(kind, rate, burst).unwrap();

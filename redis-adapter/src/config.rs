@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use traffik_core::{Algorithm, AlgorithmKind, AnyAlgorithm, Rate};
+use traffik_core::{Algorithm, AlgorithmKind, AnyAlgorithm, Rate, Rollover};
 
 use crate::connection::Target;
 use crate::error::RedisLimiterError;
@@ -45,6 +45,15 @@ pub enum RedisAlgorithm {
     /// is capped at [`MAX_LOG_LIMIT`] (10,000: at most tens of milliseconds of server time for
     /// a check that fills or empties a whole window).
     SlidingWindowLog,
+    /// [`traffik_core::DebtBucket`]: a token bucket whose keys may owe up to `max_debt` tokens,
+    /// repaid before their next admission. The burst sets the bucket's capacity.
+    DebtBucket {
+        /// The most tokens a key may owe.
+        max_debt: u64,
+    },
+    /// [`traffik_core::QuotaRollover`]: a quota per fixed period whose unused part partly
+    /// carries into the next period.
+    QuotaRollover(Rollover),
 }
 
 /// A core algorithm by its [`AlgorithmKind`]. A kind this crate has no script for (one added to
@@ -59,6 +68,8 @@ impl TryFrom<AlgorithmKind> for RedisAlgorithm {
             AlgorithmKind::LeakyBucket => Ok(RedisAlgorithm::LeakyBucket),
             AlgorithmKind::FixedWindow => Ok(RedisAlgorithm::FixedWindow),
             AlgorithmKind::SlidingWindowCounter => Ok(RedisAlgorithm::SlidingWindowCounter),
+            AlgorithmKind::DebtBucket { max_debt } => Ok(RedisAlgorithm::DebtBucket { max_debt }),
+            AlgorithmKind::QuotaRollover(rollover) => Ok(RedisAlgorithm::QuotaRollover(rollover)),
             other => Err(RedisLimiterError::config(format!(
                 "traffik-redis has no script for the core algorithm {other:?}"
             ))),
@@ -75,6 +86,8 @@ impl RedisAlgorithm {
             RedisAlgorithm::LeakyBucket => Some(AlgorithmKind::LeakyBucket),
             RedisAlgorithm::FixedWindow => Some(AlgorithmKind::FixedWindow),
             RedisAlgorithm::SlidingWindowCounter => Some(AlgorithmKind::SlidingWindowCounter),
+            RedisAlgorithm::DebtBucket { max_debt } => Some(AlgorithmKind::DebtBucket { max_debt }),
+            RedisAlgorithm::QuotaRollover(rollover) => Some(AlgorithmKind::QuotaRollover(rollover)),
             RedisAlgorithm::SlidingWindowLog => None,
         }
     }
@@ -87,6 +100,8 @@ impl RedisAlgorithm {
             RedisAlgorithm::FixedWindow => "fw",
             RedisAlgorithm::SlidingWindowCounter => "swc",
             RedisAlgorithm::SlidingWindowLog => "swl",
+            RedisAlgorithm::DebtBucket { .. } => "tbd",
+            RedisAlgorithm::QuotaRollover(_) => "rq",
         }
     }
 }
@@ -301,6 +316,34 @@ impl Plan {
                 }
                 (vec![unit, capacity, limit, period, k * limit], capacity)
             }
+            (RedisAlgorithm::DebtBucket { max_debt }, Some(kind)) => {
+                let most = core_capacity(kind)?;
+                if most > LIMIT_52 / 4 {
+                    return Err(cfg("debt bucket capacity plus debt exceeds 2^50".into()));
+                }
+                let capacity = most - max_debt;
+                (
+                    vec![unit, capacity, max_debt, limit, period, k * limit],
+                    most,
+                )
+            }
+            (RedisAlgorithm::QuotaRollover(rollover), Some(kind)) => {
+                let most = core_capacity(kind)?;
+                // A carry never exceeds the limit, so a larger cap is the limit (and stays an
+                // exact Lua integer).
+                let cap = rollover.cap().min(limit);
+                let params = vec![
+                    unit,
+                    limit,
+                    period,
+                    k,
+                    u64::from(rollover.numerator()),
+                    u64::from(rollover.denominator()),
+                    cap,
+                    most - limit,
+                ];
+                (params, most)
+            }
             (RedisAlgorithm::FixedWindow | RedisAlgorithm::SlidingWindowCounter, Some(kind)) => {
                 (vec![unit, limit, period, k], core_capacity(kind)?)
             }
@@ -331,6 +374,8 @@ mod tests {
             AlgorithmKind::LeakyBucket,
             AlgorithmKind::FixedWindow,
             AlgorithmKind::SlidingWindowCounter,
+            AlgorithmKind::DebtBucket { max_debt: 3 },
+            AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 50)),
         ] {
             let alg = RedisAlgorithm::try_from(kind).map_err(|e| e.to_string());
             assert_eq!(alg.map(RedisAlgorithm::core_kind), Ok(Some(kind)));

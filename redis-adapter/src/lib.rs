@@ -3,7 +3,7 @@
 //! Distributed rate limiting on Redis and Redis Cluster: many processes share one limit per key,
 //! and every check is decided by a Lua script that makes **the same decisions as the in-process
 //! algorithms of [`traffik_core`]** (GCRA, token bucket, leaky bucket, fixed window, sliding
-//! window counter), plus an exact sliding window log that has no in-process counterpart.
+//! window counter, token bucket with debt, quota with rollover), plus an exact sliding window log that has no in-process counterpart.
 //!
 //! ```no_run
 //! use traffik_core::Rate;
@@ -64,12 +64,13 @@
 //!
 //! * the period is below 2^52 ns (about 52 days);
 //! * for GCRA and the leaky bucket, `burst * interval` is at most 2^51 ns (about 26 days);
-//! * for the token bucket, the capacity is at most 2^50;
-//! * for GCRA and both buckets, a check's reading is less than 2^52 ns (about 52 days) before
+//! * for the token bucket, the capacity is at most 2^50; for the token bucket with debt, the
+//!   capacity plus the debt;
+//! * for GCRA and the buckets, a check's reading is less than 2^52 ns (about 52 days) before
 //!   the latest reading that charged its key (see *Time*). Further behind, the check is still
 //!   denied, but its `retry_after` may be off by a few nanoseconds, or the reply refused as
 //!   [`RedisLimiterError::BadReply`];
-//! * for the window algorithms, the limits the core accepts, and a key not left idle for longer
+//! * for the window algorithms (the rollover quota is one), the limits the core accepts, and a key not left idle for longer
 //!   than the core's truncated window index spans (at least 2^50 ns, about 13 days, and far
 //!   more for most limits; the core could then read the key as ahead of the clock, whereas here
 //!   it has long expired, which is the exact answer). Readings behind a key's window are exact

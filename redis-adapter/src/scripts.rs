@@ -27,6 +27,8 @@ impl LoadedScript {
             RedisAlgorithm::FixedWindow => include_str!("lua/fixed_window.lua"),
             RedisAlgorithm::SlidingWindowCounter => include_str!("lua/sliding_window.lua"),
             RedisAlgorithm::SlidingWindowLog => include_str!("lua/sliding_log.lua"),
+            RedisAlgorithm::DebtBucket { .. } => include_str!("lua/debt_bucket.lua"),
+            RedisAlgorithm::QuotaRollover(_) => include_str!("lua/rollover.lua"),
         };
         let literals = if params.is_empty() {
             // An unlimited limiter never runs a script; keep the text valid Lua anyway.
@@ -156,8 +158,10 @@ mod tests {
             RedisAlgorithm::FixedWindow,
             RedisAlgorithm::SlidingWindowCounter,
             RedisAlgorithm::SlidingWindowLog,
+            RedisAlgorithm::DebtBucket { max_debt: 1 },
+            RedisAlgorithm::QuotaRollover(traffik_core::Rollover::new(1, 2, 3)),
         ] {
-            let body = LoadedScript::new(alg, &[1, 2, 3, 4, 5]).body;
+            let body = LoadedScript::new(alg, &[1, 2, 3, 4, 5, 6, 7, 8]).body;
             for name in [
                 "divmod",
                 "now_qr",

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use support::{RedisServer, Rng};
-use traffik_core::{Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, Decision, Rate};
+use traffik_core::{Algorithm, AlgorithmKind, AnyAlgorithm, CheckError, Decision, Rate, Rollover};
 use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError};
 
 const SEC: u64 = 1_000_000_000;
@@ -95,7 +95,9 @@ fn lag(rng: &mut Rng, rate: Rate, kind: AlgorithmKind, now: u64) -> u64 {
         _ => rng.below(period.saturating_mul(40)),
     };
     let cap = match kind {
-        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => u64::MAX,
+        AlgorithmKind::FixedWindow
+        | AlgorithmKind::SlidingWindowCounter
+        | AlgorithmKind::QuotaRollover(_) => u64::MAX,
         _ => 1 << 51,
     };
     lag.min(cap).min(now)
@@ -111,7 +113,9 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
     let mut expired = 0u64;
     for (ri, (rate, burst)) in rates().into_iter().enumerate() {
         let burst = match kind {
-            AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter => None,
+            AlgorithmKind::FixedWindow
+            | AlgorithmKind::SlidingWindowCounter
+            | AlgorithmKind::QuotaRollover(_) => None,
             _ => burst,
         };
         let core = AnyAlgorithm::new(kind, rate, burst).unwrap();
@@ -220,7 +224,9 @@ async fn run_differential(kind: AlgorithmKind, server: &RedisServer, seed: u64) 
     );
     if matches!(
         kind,
-        AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindowCounter
+        AlgorithmKind::FixedWindow
+            | AlgorithmKind::SlidingWindowCounter
+            | AlgorithmKind::QuotaRollover(_)
     ) {
         assert!(
             huge > 0,
@@ -241,6 +247,9 @@ async fn all_core_algorithms_decide_like_the_core() {
         AlgorithmKind::LeakyBucket,
         AlgorithmKind::FixedWindow,
         AlgorithmKind::SlidingWindowCounter,
+        AlgorithmKind::DebtBucket { max_debt: 7 },
+        AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 50)),
+        AlgorithmKind::QuotaRollover(Rollover::new(7, 10, u64::MAX)),
     ]
     .into_iter()
     .enumerate()
@@ -332,4 +341,62 @@ async fn sliding_window_log_matches_a_model() {
             }
         }
     }
+}
+
+/// Traffik's two scenarios on Redis, with the same exact counts as in the core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffik_debt_and_rollover_scenarios() {
+    let server = RedisServer::start();
+    let base = 1_700_000_000 * SEC;
+    // "10/s" with a debt of 10: 20 at once, refused while in debt, then one per 100 ms.
+    let debt = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(10))
+        .algorithm(AlgorithmKind::DebtBucket { max_debt: 10 })
+        .prefix("scenario-debt")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        debt.check_at("k", 20, base).await.unwrap(),
+        Decision::allow(20, 0, 2 * SEC)
+    );
+    assert_eq!(
+        debt.check_at("k", 1, base).await.unwrap(),
+        Decision::deny(20, 0, SEC, 2 * SEC)
+    );
+    let mut admitted = Vec::new();
+    for at in (base + SEC - 50_000_000..base + 2 * SEC).step_by(10_000_000) {
+        if debt.check_at("k", 1, at).await.unwrap().is_allowed() {
+            admitted.push(at - base);
+        }
+    }
+    let expected: Vec<u64> = (0..10).map(|i| SEC + i * 100_000_000).collect();
+    assert_eq!(admitted, expected);
+
+    // "100/s", rollover 1/2 up to 50: use 60, the next period admits 120, the 121st is denied.
+    let quota = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(100))
+        .algorithm(AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 50)))
+        .prefix("scenario-rollover")
+        .build()
+        .await
+        .unwrap();
+    let count = |at: u64, n: u64| {
+        let quota = &quota;
+        async move {
+            let mut admitted = 0;
+            for _ in 0..n {
+                admitted += u64::from(quota.check_at("k", 1, at).await.unwrap().is_allowed());
+            }
+            admitted
+        }
+    };
+    // Fresh: 100 + the most carry, 50. Then a period that used all its own limit carries none.
+    assert_eq!(count(base, 200).await, 150);
+    assert_eq!(count(base + SEC, 60).await, 60);
+    assert_eq!(count(base + 2 * SEC, 121).await, 120);
+    assert_eq!(
+        quota.check_at("k", 1, base + 2 * SEC).await.unwrap(),
+        Decision::deny(150, 0, SEC, 2 * SEC)
+    );
 }

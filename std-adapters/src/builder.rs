@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use traffik_core::{
     AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, OverflowPolicy,
-    Rate, RateParseError, TableConfig, TableError,
+    Rate, RateParseError, Rollover, TableConfig, TableError,
 };
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
@@ -123,6 +123,46 @@ impl Builder {
     /// The algorithm (default [`AlgorithmKind::Gcra`]).
     pub fn algorithm(mut self, kind: AlgorithmKind) -> Self {
         self.algorithm = kind;
+        self
+    }
+
+    /// The token bucket with debt ([`DebtBucket`](traffik_core::DebtBucket)): a key may owe
+    /// up to `max_debt` tokens, repaid before its next admission. The same as
+    /// `.algorithm(AlgorithmKind::DebtBucket { max_debt })`; the burst sets the bucket's
+    /// capacity.
+    ///
+    /// ```
+    /// use traffik::{builder, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = builder().rate("10/s").max_debt(10).build_with_clock::<str, _>(&clock)?;
+    /// assert!(limiter.check("k", 20)?.is_allowed()); // 10 held, 10 borrowed
+    /// assert_eq!(limiter.check("k", 1)?.retry_after_nanos(), 1_000_000_000); // repay first
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_debt(mut self, max_debt: u64) -> Self {
+        self.algorithm = AlgorithmKind::DebtBucket { max_debt };
+        self
+    }
+
+    /// The quota with rollover ([`QuotaRollover`](traffik_core::QuotaRollover)): per fixed
+    /// period, with part of what a period leaves unused carried into the next. The same as
+    /// `.algorithm(AlgorithmKind::QuotaRollover(rollover))`.
+    ///
+    /// ```
+    /// use traffik::{builder, ManualClock, Rollover};
+    ///
+    /// let clock = ManualClock::new();
+    /// // Half of what a period leaves of its 100, at most 50, carries into the next.
+    /// let limiter = builder()
+    ///     .rate("100/s")
+    ///     .rollover(Rollover::new(1, 2, 50))
+    ///     .build_with_clock::<str, _>(&clock)?;
+    /// assert_eq!(limiter.check("k", 0)?.remaining(), 150); // a fresh key: 100 + 50
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rollover(mut self, rollover: Rollover) -> Self {
+        self.algorithm = AlgorithmKind::QuotaRollover(rollover);
         self
     }
 

@@ -46,8 +46,9 @@ pub use traffik_core;
 pub use traffik_core::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 // Algorithms, the runtime-chosen one, and what a custom algorithm implements.
 pub use traffik_core::{
-    Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, FixedWindow, Gcra,
-    LeakyBucket, SlidingWindowCounter, TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
+    Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, DebtBalance, DebtBucket,
+    FixedWindow, Gcra, LeakyBucket, QuotaRollover, QuotaView, Rollover, SlidingWindowCounter,
+    TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
 };
 // Decisions and errors.
 pub use traffik_core::{CheckError, Decision};

@@ -319,10 +319,12 @@ impl Rng {
 }
 
 /// Every algorithm the core has.
-pub const ALL_KINDS: [traffik_core::AlgorithmKind; 5] = [
+pub const ALL_KINDS: [traffik_core::AlgorithmKind; 7] = [
     traffik_core::AlgorithmKind::Gcra,
     traffik_core::AlgorithmKind::TokenBucket,
     traffik_core::AlgorithmKind::LeakyBucket,
     traffik_core::AlgorithmKind::FixedWindow,
     traffik_core::AlgorithmKind::SlidingWindowCounter,
+    traffik_core::AlgorithmKind::DebtBucket { max_debt: 7 },
+    traffik_core::AlgorithmKind::QuotaRollover(traffik_core::Rollover::new(1, 2, 50)),
 ];
