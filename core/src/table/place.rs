@@ -2,7 +2,7 @@
 
 use super::shard::{bump, ShardRef};
 use super::slot::{key_of, occupied, pack, state_of};
-use super::{KeyedLimiter, OverflowPolicy, Windows, WINDOW};
+use super::{KeyedLimiter, OverflowPolicy, Reclaim, Windows, WINDOW};
 use crate::algorithm::{Algorithm, Transition};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
@@ -23,7 +23,7 @@ struct Pick {
     stalest: Option<(usize, u128, u64)>,
 }
 
-impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
+impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     /// Places a new key, charging its first check. `Ok(None)` means the key turned out to be
     /// present after all: go round the lock-free path again.
     #[cold]
@@ -58,7 +58,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
                 return Ok(Some(fresh.decision));
             }
         }
-        self.reuse(algorithm, shard, windows, code, now, &fresh, next)
+        self.reuse(shard, windows, code, now, &fresh, next)
     }
 
     /// Scans one window for `code` or its first empty slot, without the lock.
@@ -86,9 +86,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// policy.
     #[cold]
     #[allow(clippy::too_many_arguments)]
-    fn reuse<G: Algorithm>(
+    fn reuse(
         &self,
-        algorithm: &G,
         shard: ShardRef<'_>,
         windows: Windows,
         code: u64,
@@ -101,16 +100,14 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             // Under the lock no other thread reuses slots in this shard; lock-free placements
             // only fill empty slots, which the claiming CAS below re-checks.
             let mut pick = Pick::default();
-            let placed = match self.survey(algorithm, shard, windows.first, code, now, &mut pick) {
+            let placed = match self.survey(shard, windows.first, code, now, &mut pick) {
                 Survey::Present => return Ok(None),
                 Survey::Empty(i, slot) => Some((i, slot, false)),
-                Survey::Full => {
-                    match self.survey(algorithm, shard, windows.second(), code, now, &mut pick) {
-                        Survey::Present => return Ok(None),
-                        Survey::Empty(i, slot) => Some((i, slot, false)),
-                        Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
-                    }
-                }
+                Survey::Full => match self.survey(shard, windows.second(), code, now, &mut pick) {
+                    Survey::Present => return Ok(None),
+                    Survey::Empty(i, slot) => Some((i, slot, false)),
+                    Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
+                },
             };
             let (i, slot, evicting) = match placed {
                 Some(p) => p,
@@ -143,9 +140,8 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// One window's worth of insert candidates: stops at the key or the first empty slot, and
     /// notes the first reclaimable and the stalest occupied slot on the way.
-    fn survey<G: Algorithm>(
+    fn survey(
         &self,
-        algorithm: &G,
         shard: ShardRef<'_>,
         start: usize,
         code: u64,
@@ -166,7 +162,9 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             if key_of(slot) == code {
                 return Survey::Present;
             }
-            let wait = algorithm.reset_after(state_of(slot), now);
+            // The table's own answer, not the checking key's algorithm: under per-key quotas
+            // the slot may belong to a key of another tier.
+            let wait = self.algorithm.reclaim_after(state_of(slot), now);
             if wait == 0 && pick.reclaimable.is_none() {
                 pick.reclaimable = Some((i, slot));
             }
