@@ -50,6 +50,7 @@ pub mod gcra;
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod key;
 pub mod limiter;
+pub mod live;
 pub mod quota;
 pub mod rate;
 pub mod sliding_window;
@@ -73,6 +74,7 @@ pub use gcra::{Gcra, LeakyBucket};
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
+pub use live::{Live, LiveError};
 pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use sliding_window::SlidingWindowCounter;

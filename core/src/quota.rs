@@ -41,6 +41,12 @@ use core::fmt;
 pub trait SharedState {
     /// Whether a state written by `self` decides correctly under `other`, and back.
     fn shares_state_with(&self, other: &Self) -> bool;
+
+    /// Whether this algorithm ever writes a state (only [`Unlimited`] does not). A live change
+    /// is checked against the last algorithm that does, since that one wrote the states.
+    fn writes_state(&self) -> bool {
+        true
+    }
 }
 
 impl SharedState for Gcra {
@@ -60,6 +66,9 @@ impl SharedState for LeakyBucket {
 impl SharedState for Unlimited {
     fn shares_state_with(&self, _other: &Self) -> bool {
         true
+    }
+    fn writes_state(&self) -> bool {
+        false
     }
 }
 
@@ -84,6 +93,9 @@ impl SharedState for AnyAlgorithm {
             // Everything else, including kinds added later, only with itself.
             (a, b) => a == b,
         }
+    }
+    fn writes_state(&self) -> bool {
+        !matches!(self, AnyAlgorithm::Unlimited(_))
     }
 }
 

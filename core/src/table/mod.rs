@@ -41,10 +41,13 @@ mod slot;
 pub use config::{OverflowPolicy, TableConfig, TableError, TableStats};
 pub use quota::QuotaLimiter;
 
-use crate::algorithm::{Algorithm, AlgorithmWork, MAX_NOW};
+use crate::algorithm::{Algorithm, AlgorithmWork, AnyAlgorithm, MAX_NOW};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::{Key, KeyHasher};
+use crate::live::{Live, LiveError};
+use crate::quota::SharedState;
+use crate::rate::Rate;
 use crate::sync::{AtomicU128, Ordering, Wide};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -194,6 +197,36 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// The algorithm.
     pub fn algorithm(&self) -> &A {
         &self.algorithm
+    }
+}
+
+impl<K: Key + ?Sized, A: Algorithm + Copy + SharedState, C: Clock> KeyedLimiter<K, Live<A>, C> {
+    /// Replaces the algorithm for every key without resetting any key's state; see [`Live`]
+    /// for the rule (GCRA: each key's TAT is kept) and [`Live::set`] for the errors.
+    pub fn set_algorithm(&self, algorithm: A) -> Result<(), LiveError> {
+        self.algorithm.set(algorithm)
+    }
+}
+
+impl<K: Key + ?Sized, C: Clock> KeyedLimiter<K, Live<AnyAlgorithm>, C> {
+    /// Replaces the rate (and burst, `None` meaning the rate's limit) for every key, keeping
+    /// the kind and every key's state; see [`Live::set_rate`].
+    ///
+    /// ```
+    /// use traffik_core::{AlgorithmKind, AnyAlgorithm, KeyedLimiter, Live, ManualClock, Rate, TableConfig};
+    ///
+    /// let clock = ManualClock::new();
+    /// let gcra = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(2), None)?;
+    /// let limiter: KeyedLimiter<u64, _, _> =
+    ///     KeyedLimiter::new(Live::new(gcra), &clock, TableConfig::new(100, [1, 2, 3, 4]))?;
+    /// assert!(limiter.check(&1, 2)?.is_allowed());
+    /// limiter.set_rate(Rate::per_second(4), None)?;
+    /// assert!(limiter.check(&1, 1)?.is_denied()); // key 1 keeps its TAT, 1 s ahead
+    /// assert!(limiter.check(&2, 4)?.is_allowed()); // a fresh key gets the new burst
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), LiveError> {
+        self.algorithm.set_rate(rate, burst)
     }
 }
 
