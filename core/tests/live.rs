@@ -165,3 +165,53 @@ fn concurrent_checks_and_changes_never_exceed_the_larger_burst() {
     assert!((10..=20).contains(&admitted), "admitted {admitted}");
     assert_eq!(limiter.algorithm().generation(), 2_000);
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use traffik_core::{Algorithm, Clock, StateCell};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Check(u64),
+        Advance(u64),
+        SetRate(u64, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..6).prop_map(Op::Check),
+            2 => (0u64..400 * MS).prop_map(Op::Advance),
+            1 => (1u64..20, 1u64..12).prop_map(|(l, b)| Op::SetRate(l, b)),
+        ]
+    }
+
+    proptest! {
+        /// A live limiter decides every check exactly as the algorithm current at that moment
+        /// decides on the one state word, which no change ever touches.
+        #[test]
+        fn live_matches_the_current_algorithm_on_the_kept_state(
+            ops in proptest::collection::vec(op(), 1..150),
+        ) {
+            let clock = ManualClock::starting_at(1_000 * MS);
+            let first = super::any(AlgorithmKind::Gcra, Rate::per_second(5), Some(3));
+            let limiter = Limiter::new(Live::new(first), &clock);
+            let (model, mut current) = (StateCell::new(), first);
+            for op in ops {
+                match op {
+                    Op::Check(cost) => {
+                        let expected = model.apply(&current, clock.now(), cost);
+                        prop_assert_eq!(limiter.check(cost), expected);
+                    }
+                    Op::Advance(dt) => clock.advance_nanos(dt),
+                    Op::SetRate(limit, burst) => {
+                        limiter.set_rate(Rate::per_second(limit), Some(burst)).unwrap();
+                        current = super::any(AlgorithmKind::Gcra, Rate::per_second(limit), Some(burst));
+                        prop_assert_eq!(limiter.algorithm().load(), current);
+                        prop_assert_eq!(limiter.peek().limit(), current.capacity());
+                    }
+                }
+            }
+        }
+    }
+}
