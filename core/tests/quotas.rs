@@ -241,10 +241,10 @@ fn out_of_range_tier_is_the_default_tier() {
 
 #[test]
 fn reuse_judges_other_keys_under_every_tier() {
-    // One tiny shard; slots fill up, so new keys must reclaim. A slow-tier key whose state is
-    // still live must not be reclaimed by a fast-tier key's check just because the state
-    // would be fresh under the fast tier's parameters. With GCRA the TAT is absolute, so the
-    // max over tiers is the TAT's distance; check the quota set's reset_after directly too.
+    // One tiny shard; slots fill up, so new keys must reclaim. With GCRA tiers the TAT is
+    // absolute, so every tier (and the quota set, the max over them) says a state is fresh
+    // once its TAT has passed: a slow key's slot is not reclaimed by a fast key's check
+    // before then.
     let tiers = Tiers::scaled(
         AlgorithmKind::Gcra,
         Rate::per_second(1),
@@ -280,6 +280,55 @@ fn reuse_judges_other_keys_under_every_tier() {
     // One second later every slow key is fresh again: the fast key takes a slot.
     clock.advance(Duration::from_secs(1));
     assert!(limiter.check(&5_000, 1).unwrap().is_allowed());
+    assert_eq!(limiter.stats().reclaims, 1);
+}
+
+/// A quota set of one GCRA whose slots the table must keep `grace` longer than the TAT.
+struct Sticky {
+    gcra: Gcra,
+    grace: u64,
+}
+
+impl Quotas<u64> for Sticky {
+    type Algorithm = Gcra;
+    fn select(&self, _: &u64) -> &Gcra {
+        &self.gcra
+    }
+    fn reset_after(&self, state: u64, now: u64) -> u64 {
+        let tat = self.gcra.reset_after(state, now);
+        if state == 0 {
+            0
+        } else {
+            (state + self.grace).saturating_sub(now).max(tat)
+        }
+    }
+}
+
+#[test]
+fn the_table_asks_the_quota_set_before_reclaiming() {
+    // The checking algorithm would call a spent slot fresh at its TAT; the quota set says one
+    // second later. The table must follow the quota set.
+    let quotas = Sticky {
+        gcra: Gcra::new(Rate::per_second(1)).unwrap(),
+        grace: 1_000_000_000,
+    };
+    let clock = ManualClock::new();
+    let mut table = TableConfig::new(1, [1, 2, 3, 4]);
+    table.shards = 1;
+    table.overflow = OverflowPolicy::Deny;
+    let limiter = QuotaLimiter::new(quotas, &clock, table).unwrap();
+    let slots = limiter.stats().slots as u64;
+    for k in 0..slots {
+        assert!(limiter.check(&k, 1).unwrap().is_allowed());
+    }
+    // TATs at 1 s: at 1.5 s the algorithm says fresh, the quota set says 500 ms more.
+    clock.advance(Duration::from_millis(1_500));
+    assert_eq!(
+        limiter.check(&slots, 1).unwrap_err(),
+        traffik_core::CheckError::TableFull
+    );
+    clock.advance(Duration::from_millis(500));
+    assert!(limiter.check(&slots, 1).unwrap().is_allowed());
     assert_eq!(limiter.stats().reclaims, 1);
 }
 

@@ -58,7 +58,7 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
                 return Ok(Some(fresh.decision));
             }
         }
-        self.reuse(shard, windows, code, now, &fresh, next)
+        self.reuse(algorithm, shard, windows, code, now, &fresh, next)
     }
 
     /// Scans one window for `code` or its first empty slot, without the lock.
@@ -86,8 +86,9 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     /// policy.
     #[cold]
     #[allow(clippy::too_many_arguments)]
-    fn reuse(
+    fn reuse<G: Algorithm>(
         &self,
+        algorithm: &G,
         shard: ShardRef<'_>,
         windows: Windows,
         code: u64,
@@ -100,14 +101,16 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
             // Under the lock no other thread reuses slots in this shard; lock-free placements
             // only fill empty slots, which the claiming CAS below re-checks.
             let mut pick = Pick::default();
-            let placed = match self.survey(shard, windows.first, code, now, &mut pick) {
+            let placed = match self.survey(algorithm, shard, windows.first, code, now, &mut pick) {
                 Survey::Present => return Ok(None),
                 Survey::Empty(i, slot) => Some((i, slot, false)),
-                Survey::Full => match self.survey(shard, windows.second(), code, now, &mut pick) {
-                    Survey::Present => return Ok(None),
-                    Survey::Empty(i, slot) => Some((i, slot, false)),
-                    Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
-                },
+                Survey::Full => {
+                    match self.survey(algorithm, shard, windows.second(), code, now, &mut pick) {
+                        Survey::Present => return Ok(None),
+                        Survey::Empty(i, slot) => Some((i, slot, false)),
+                        Survey::Full => pick.reclaimable.map(|(i, slot)| (i, slot, false)),
+                    }
+                }
             };
             let (i, slot, evicting) = match placed {
                 Some(p) => p,
@@ -140,8 +143,9 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
 
     /// One window's worth of insert candidates: stops at the key or the first empty slot, and
     /// notes the first reclaimable and the stalest occupied slot on the way.
-    fn survey(
+    fn survey<G: Algorithm>(
         &self,
+        algorithm: &G,
         shard: ShardRef<'_>,
         start: usize,
         code: u64,
@@ -162,9 +166,9 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
             if key_of(slot) == code {
                 return Survey::Present;
             }
-            // The table's own answer, not the checking key's algorithm: under per-key quotas
-            // the slot may belong to a key of another tier.
-            let wait = self.algorithm.reclaim_after(state_of(slot), now);
+            // Asked of the table, not only of the checking algorithm: under per-key quotas the
+            // slot may belong to a key of another tier.
+            let wait = self.algorithm.reclaim_after(algorithm, state_of(slot), now);
             if wait == 0 && pick.reclaimable.is_none() {
                 pick.reclaimable = Some((i, slot));
             }

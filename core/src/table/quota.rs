@@ -17,8 +17,9 @@ pub(crate) struct PerKey<K: ?Sized, Q> {
 }
 
 impl<K: ?Sized, Q: Quotas<K>> Reclaim for PerKey<K, Q> {
+    /// The slot may belong to a key of another tier than the one checking.
     #[inline]
-    fn reclaim_after(&self, state: u64, now: u64) -> u64 {
+    fn reclaim_after<G: Algorithm>(&self, _checking: &G, state: u64, now: u64) -> u64 {
         self.quotas.reset_after(state, now)
     }
 }

@@ -7,14 +7,17 @@ use crate::algorithm::Algorithm;
 /// for every algorithm its quotas can select. (Public in a private module: nameable by no one
 /// outside the crate, but allowed in the bounds of public methods.)
 pub trait Reclaim {
-    /// Nanoseconds until `state` decides like a fresh state.
-    fn reclaim_after(&self, state: u64, now: u64) -> u64;
+    /// Nanoseconds until another key's `state` decides like a fresh state, during a check
+    /// running with `checking` (the table's own algorithm, already dispatched to its concrete
+    /// type or copied out of a `Live`).
+    fn reclaim_after<G: Algorithm>(&self, checking: &G, state: u64, now: u64) -> u64;
 }
 
 impl<A: Algorithm> Reclaim for A {
+    /// Every key of a table is governed by the same algorithm: the one checking.
     #[inline]
-    fn reclaim_after(&self, state: u64, now: u64) -> u64 {
-        self.reset_after(state, now)
+    fn reclaim_after<G: Algorithm>(&self, checking: &G, state: u64, now: u64) -> u64 {
+        checking.reset_after(state, now)
     }
 }
 
