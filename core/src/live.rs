@@ -216,6 +216,13 @@ impl<A> Drop for WriteGuard<'_, A> {
 }
 
 impl<A: Copy + SharedState> Live<A> {
+    /// The last installed algorithm that writes state (the one keys' states were written by).
+    pub fn anchor(&self) -> A {
+        let _guard = self.lock();
+        // SAFETY: `anchor` is only accessed under `writing`, which we hold.
+        self.anchor.with(|p| unsafe { *p })
+    }
+
     /// Replaces the algorithm, keeping every key's state, if the new one reads states the way
     /// the current one does (see the [module docs](self)); otherwise changes nothing and
     /// returns [`LiveError::Incompatible`].
@@ -271,5 +278,17 @@ impl<A: Algorithm + Copy> Algorithm for Live<A> {
     #[inline]
     fn dispatch<W: AlgorithmWork>(&self, work: W) -> W::Output {
         self.load().dispatch(work)
+    }
+}
+
+/// Two live algorithms share state when the algorithms that wrote their states (their
+/// anchors) do. Each is read under its own writer flag, so a change racing this comparison may
+/// make it stale: [`Tiers::set_tier`](crate::Tiers::set_tier) is the way to change a live tier.
+impl<A: Copy + SharedState> SharedState for Live<A> {
+    fn shares_state_with(&self, other: &Self) -> bool {
+        self.anchor().shares_state_with(&other.anchor())
+    }
+    fn writes_state(&self) -> bool {
+        self.anchor().writes_state()
     }
 }

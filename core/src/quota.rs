@@ -31,6 +31,7 @@
 use crate::algorithm::{Algorithm, AlgorithmKind, AnyAlgorithm, ConfigError, Unlimited};
 use crate::fixed_window::FixedWindow;
 use crate::gcra::{Gcra, LeakyBucket};
+use crate::live::{Live, LiveError};
 use crate::rate::Rate;
 use crate::sliding_window::SlidingWindowCounter;
 use crate::token_bucket::TokenBucket;
@@ -147,6 +148,13 @@ pub enum QuotaError {
         /// The tier.
         tier: usize,
     },
+    /// [`Tiers::set_tier`] named a tier past the last.
+    NoSuchTier {
+        /// The tier named.
+        tier: usize,
+        /// How many tiers there are.
+        tiers: usize,
+    },
 }
 
 impl fmt::Display for QuotaError {
@@ -166,6 +174,9 @@ impl fmt::Display for QuotaError {
                     f,
                     "tier {tier}: the multiplied limit or burst overflows u64"
                 )
+            }
+            QuotaError::NoSuchTier { tier, tiers } => {
+                write!(f, "no tier {tier}: there are {tiers} tiers")
             }
         }
     }
@@ -290,6 +301,61 @@ impl<F, const N: usize> Tiers<AnyAlgorithm, F, N> {
                 .map_err(|error| QuotaError::Config { tier, error })?;
         }
         Tiers::new(tiers, select)
+    }
+}
+
+impl<A: Algorithm + Copy + SharedState, F, const N: usize> Tiers<A, F, N> {
+    /// The same tiers, each behind a [`Live`] so that it can be changed while the limiter
+    /// runs, with [`set_tier`](Tiers::set_tier).
+    pub fn live(self) -> Tiers<Live<A>, F, N> {
+        Tiers {
+            tiers: self.tiers.map(Live::new),
+            select: self.select,
+        }
+    }
+}
+
+impl<A: Algorithm + Copy + SharedState, F, const N: usize> Tiers<Live<A>, F, N> {
+    /// Replaces tier `tier`'s algorithm while the limiter runs, keeping every key's state, if
+    /// the new algorithm shares state with every tier, itself included (see the
+    /// [module docs](self): any GCRA
+    /// or leaky bucket among GCRA tiers; otherwise refused with
+    /// [`QuotaError::Incompatible`], changing nothing).
+    ///
+    /// ```
+    /// use traffik_core::{AlgorithmKind, AnyAlgorithm, ManualClock, QuotaLimiter, Rate, TableConfig, Tiers};
+    ///
+    /// let tiers = Tiers::scaled(AlgorithmKind::Gcra, Rate::per_second(10), None, [1, 5],
+    ///     |user: &u64| usize::from(*user >= 100))?.live();
+    /// let clock = ManualClock::new();
+    /// let limiter = QuotaLimiter::new(tiers, &clock, TableConfig::new(100, [1, 2, 3, 4]))?;
+    /// assert!(limiter.check(&500, 25)?.is_allowed()); // 25 x 20 ms: TAT 500 ms ahead
+    /// // Premium becomes x10 (100/s, burst 100, so 1 s ahead allowed): key 500 keeps its TAT,
+    /// // so 50 more units of 10 ms fit now, not a fresh 100.
+    /// let premium = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(100), None)?;
+    /// limiter.quotas().set_tier(1, premium)?;
+    /// assert!(limiter.check(&500, 50)?.is_allowed());
+    /// assert!(limiter.check(&500, 1)?.is_denied());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_tier(&self, tier: usize, algorithm: A) -> Result<(), QuotaError> {
+        let target = self
+            .tiers
+            .get(tier)
+            .ok_or(QuotaError::NoSuchTier { tier, tiers: N })?;
+        for (other, live) in self.tiers.iter().enumerate() {
+            if !live.anchor().shares_state_with(&algorithm) {
+                let (first, second) = (other.min(tier), other.max(tier));
+                return Err(QuotaError::Incompatible { first, second });
+            }
+        }
+        target.set(algorithm).map_err(|e| match e {
+            LiveError::Config(error) => QuotaError::Config { tier, error },
+            _ => QuotaError::Incompatible {
+                first: tier,
+                second: tier,
+            },
+        })
     }
 }
 

@@ -333,6 +333,49 @@ fn the_table_asks_the_quota_set_before_reclaiming() {
 }
 
 #[test]
+fn a_live_tier_changes_without_resetting_its_keys() {
+    let tiers = Tiers::scaled(
+        AlgorithmKind::Gcra,
+        Rate::per_second(10),
+        None,
+        [1, 5],
+        |k: &u64| usize::from(*k >= 100),
+    )
+    .unwrap()
+    .live();
+    let clock = ManualClock::starting_at(1_000_000_000);
+    let limiter = QuotaLimiter::new(tiers, &clock, config(100)).unwrap();
+    assert_eq!(drain(|| limiter.check(&1, 1).unwrap().is_allowed()), 10);
+    assert!(limiter.check(&100, 20).unwrap().is_allowed());
+    // Free becomes 20/s with a burst of 20 (tolerance 1 s): key 1's TAT is 1 s ahead, so it
+    // gets nothing now, while a fresh free key gets 20; premium (key 100, TAT 400 ms ahead,
+    // 50/s) is untouched: 30 more.
+    let free = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(20), None).unwrap();
+    limiter.quotas().set_tier(0, free).unwrap();
+    assert_eq!(drain(|| limiter.check(&1, 1).unwrap().is_allowed()), 0);
+    assert_eq!(drain(|| limiter.check(&2, 1).unwrap().is_allowed()), 20);
+    assert_eq!(drain(|| limiter.check(&100, 1).unwrap().is_allowed()), 30);
+    clock.advance(Duration::from_millis(50));
+    assert_eq!(drain(|| limiter.check(&1, 1).unwrap().is_allowed()), 1);
+    // Refusals change nothing.
+    let window = AnyAlgorithm::new(AlgorithmKind::FixedWindow, Rate::per_second(20), None);
+    assert_eq!(
+        limiter.quotas().set_tier(1, window.unwrap()).unwrap_err(),
+        QuotaError::Incompatible {
+            first: 0,
+            second: 1
+        }
+    );
+    assert_eq!(
+        limiter.quotas().set_tier(2, free).unwrap_err(),
+        QuotaError::NoSuchTier { tier: 2, tiers: 2 }
+    );
+    assert_eq!(limiter.quotas().tiers()[1].generation(), 0);
+    assert_eq!(limiter.quotas().tiers()[0].generation(), 1);
+    assert_eq!(limiter.peek(&100).limit(), 50);
+}
+
+#[test]
 fn a_single_tier_decides_like_the_fixed_table() {
     let gcra = Gcra::with_burst(Rate::per_second(3), 2).unwrap();
     let clock = ManualClock::new();
