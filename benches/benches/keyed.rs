@@ -83,6 +83,69 @@ fn existing_keys(c: &mut Criterion) {
     }
     g.finish();
 
+    // Per-key quota lookup and live algorithm vs the fixed table: same keys, same manual
+    // clock. governor has no per-key quota or live change; its row is its fixed keyed check.
+    // Tiers: 8 GCRA tiers (x1..x8 of the base rate) picked by a closure on the key, so the
+    // lookup is a closure call and an array index; live: the algorithm behind `Live`.
+    let gclock = FakeRelativeClock::default();
+    let gov = RateLimiter::dashmap_with_clock(quota, gclock.clone());
+    let clock = ManualClock::new();
+    let fixed: KeyedLimiter<u64, _, _> = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build_with_clock(&clock)
+        .unwrap();
+    let tiered = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build_tiered_with_clock(
+            [1, 2, 3, 4, 5, 6, 7, 8],
+            |k: &u64| (*k % 8) as usize,
+            &clock,
+        )
+        .unwrap();
+    let live = traffik::builder()
+        .rate(rate)
+        .capacity(KEYS as usize)
+        .build_live_with_clock::<u64, _>(&clock)
+        .unwrap();
+    for k in 0..KEYS {
+        gov.check_key(&k).unwrap();
+        let _ = fixed.check(&k, 1).unwrap();
+        let _ = tiered.check(&k, 1).unwrap();
+        let _ = live.check(&k, 1).unwrap();
+    }
+    let mut g = c.benchmark_group("keyed/quota-u64-manual");
+    g.bench_function("governor", |b| {
+        b.iter(|| {
+            gclock.advance(Duration::from_micros(1));
+            k = (k + 7919) % KEYS;
+            black_box(gov.check_key(&k).is_ok());
+        })
+    });
+    g.bench_function("traffik-fixed", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(fixed.check(&k, 1).unwrap());
+        })
+    });
+    g.bench_function("traffik-tiered-8", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(tiered.check(&k, 1).unwrap());
+        })
+    });
+    g.bench_function("traffik-live", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(live.check(&k, 1).unwrap());
+        })
+    });
+    g.finish();
+
     // Real clocks on both sides.
     let gov = RateLimiter::dashmap(quota);
     let ours: traffik::RateLimiter<u64> = traffik::builder()

@@ -212,7 +212,8 @@ mod keyed {
     use crate::algorithm::Algorithm;
     use crate::clock::Clock;
     use crate::key::Key;
-    use crate::table::KeyedLimiter;
+    use crate::quota::Quotas;
+    use crate::table::{KeyedLimiter, QuotaLimiter};
     use core::future::ready;
 
     /// The in-process table: every future is ready on its first poll, and does exactly what the
@@ -250,6 +251,44 @@ mod keyed {
         #[inline]
         fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
             Some(Ok(KeyedLimiter::peek(self, key)))
+        }
+    }
+
+    /// The per-key-quota table: like [`KeyedLimiter`], every future is ready on its first poll
+    /// and does what the synchronous [`QuotaLimiter::check`], [`peek`](QuotaLimiter::peek) and
+    /// [`reset`](QuotaLimiter::reset) do.
+    impl<K, Q, C> AsyncLimiter<K> for QuotaLimiter<K, Q, C>
+    where
+        K: Key + ?Sized,
+        Q: Quotas<K>,
+        C: Clock,
+        Self: Send + Sync,
+    {
+        type Error = CheckError;
+        #[inline]
+        fn check(
+            &self,
+            key: &K,
+            cost: u64,
+        ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+            ready(QuotaLimiter::check(self, key, cost))
+        }
+        #[inline]
+        fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+            ready(Ok(QuotaLimiter::peek(self, key)))
+        }
+        #[inline]
+        fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
+            QuotaLimiter::reset(self, key);
+            ready(Ok(()))
+        }
+        #[inline]
+        fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+            Some(QuotaLimiter::check(self, key, cost))
+        }
+        #[inline]
+        fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+            Some(Ok(QuotaLimiter::peek(self, key)))
         }
     }
 }

@@ -52,6 +52,8 @@ pub mod gcra;
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod key;
 pub mod limiter;
+pub mod live;
+pub mod quota;
 pub mod rate;
 pub mod rollover;
 pub mod sliding_window;
@@ -76,10 +78,12 @@ pub use gcra::{Gcra, LeakyBucket};
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
+pub use live::{Live, LiveError};
+pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
-pub use table::{KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats};
+pub use table::{KeyedLimiter, OverflowPolicy, QuotaLimiter, TableConfig, TableError, TableStats};
 pub use token_bucket::TokenBucket;

@@ -1,9 +1,12 @@
 //! A limiter for one key: one [`StateCell`], one [`Algorithm`], one [`Clock`].
 
-use crate::algorithm::{Algorithm, AlgorithmWork};
+use crate::algorithm::{Algorithm, AlgorithmWork, AnyAlgorithm};
 use crate::cell::StateCell;
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
+use crate::live::{Live, LiveError};
+use crate::quota::SharedState;
+use crate::rate::Rate;
 
 /// A rate limiter for a single key (a whole service, one connection, one upstream).
 ///
@@ -68,6 +71,35 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     /// The clock.
     pub fn clock(&self) -> &C {
         &self.clock
+    }
+}
+
+impl<A: Algorithm + Copy + SharedState, C: Clock> Limiter<Live<A>, C> {
+    /// Replaces the algorithm without resetting the state; see [`Live`] for the rule (GCRA:
+    /// the TAT is kept) and [`Live::set`] for the errors.
+    pub fn set_algorithm(&self, algorithm: A) -> Result<(), LiveError> {
+        self.algorithm.set(algorithm)
+    }
+}
+
+impl<C: Clock> Limiter<Live<AnyAlgorithm>, C> {
+    /// Replaces the rate (and burst, `None` meaning the rate's limit), keeping the kind and
+    /// the state; see [`Live::set_rate`].
+    ///
+    /// ```
+    /// use traffik_core::{AlgorithmKind, AnyAlgorithm, Limiter, Live, ManualClock, Rate};
+    ///
+    /// let clock = ManualClock::new();
+    /// let gcra = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(1), None)?;
+    /// let limiter = Limiter::new(Live::new(gcra), &clock);
+    /// assert!(limiter.check(1)?.is_allowed());
+    /// limiter.set_rate("10/s".parse()?, None)?;
+    /// // The TAT (1 s ahead) is kept: 10/s allows 1 s ahead, so nothing more right now.
+    /// assert!(limiter.check(1)?.is_denied());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), LiveError> {
+        self.algorithm.set_rate(rate, burst)
     }
 }
 

@@ -5,8 +5,9 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use traffik_core::{
-    AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, OverflowPolicy,
-    Rate, RateParseError, Rollover, TableConfig, TableError,
+    AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, Live,
+    OverflowPolicy, QuotaError, QuotaLimiter, Quotas, Rate, RateParseError, Rollover,
+    TableConfig, TableError, Tiers,
 };
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
@@ -14,6 +15,17 @@ pub type RateLimiter<K> = KeyedLimiter<K, AnyAlgorithm, QuantaClock>;
 
 /// A single-key limiter with the default clock and a runtime-chosen algorithm.
 pub type DirectLimiter = Limiter<AnyAlgorithm, QuantaClock>;
+
+/// A keyed limiter whose rate can change while it runs ([`KeyedLimiter::set_rate`]).
+pub type LiveRateLimiter<K> = KeyedLimiter<K, Live<AnyAlgorithm>, QuantaClock>;
+
+/// A single-key limiter whose rate can change while it runs ([`Limiter::set_rate`]).
+pub type LiveDirectLimiter = Limiter<Live<AnyAlgorithm>, QuantaClock>;
+
+/// A keyed limiter whose keys' tiers (from a closure `F`) multiply the base rate, with `N`
+/// tiers; see [`Builder::build_tiered`].
+pub type TieredRateLimiter<K, F, const N: usize> =
+    QuotaLimiter<K, Tiers<AnyAlgorithm, F, N>, QuantaClock>;
 
 /// Default number of keys a keyed limiter holds.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -54,6 +66,8 @@ pub enum BuildError {
     Config(ConfigError),
     /// The table could not be sized.
     Table(TableError),
+    /// The tiers could not be built.
+    Quota(QuotaError),
 }
 
 impl fmt::Display for BuildError {
@@ -63,6 +77,7 @@ impl fmt::Display for BuildError {
             BuildError::Rate(e) => write!(f, "invalid rate: {e}"),
             BuildError::Config(e) => write!(f, "invalid limiter configuration: {e}"),
             BuildError::Table(e) => write!(f, "invalid table configuration: {e}"),
+            BuildError::Quota(e) => write!(f, "invalid tiers: {e}"),
         }
     }
 }
@@ -74,6 +89,7 @@ impl std::error::Error for BuildError {
             BuildError::Rate(e) => Some(e),
             BuildError::Config(e) => Some(e),
             BuildError::Table(e) => Some(e),
+            BuildError::Quota(e) => Some(e),
         }
     }
 }
@@ -192,12 +208,25 @@ impl Builder {
         self
     }
 
-    fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
-        let rate = self
-            .rate
+    fn rate_for(&self) -> Result<Rate, BuildError> {
+        self.rate
             .ok_or(BuildError::MissingRate)?
-            .map_err(BuildError::Rate)?;
-        AnyAlgorithm::new(self.algorithm, rate, self.burst).map_err(BuildError::Config)
+            .map_err(BuildError::Rate)
+    }
+
+    fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
+        AnyAlgorithm::new(self.algorithm, self.rate_for()?, self.burst).map_err(BuildError::Config)
+    }
+
+    fn table_config(&self) -> TableConfig {
+        let shards = self.shards.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            TableConfig::default_shards(self.capacity, cores)
+        });
+        let mut config = TableConfig::new(self.capacity, random_seeds());
+        config.shards = shards;
+        config.overflow = self.overflow;
+        config
     }
 
     /// A keyed limiter on the default clock.
@@ -211,19 +240,108 @@ impl Builder {
         clock: C,
     ) -> Result<KeyedLimiter<K, AnyAlgorithm, C>, BuildError> {
         let algorithm = self.algorithm_for()?;
-        let shards = self.shards.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            TableConfig::default_shards(self.capacity, cores)
-        });
-        let mut config = TableConfig::new(self.capacity, random_seeds());
-        config.shards = shards;
-        config.overflow = self.overflow;
-        KeyedLimiter::new(algorithm, clock, config).map_err(BuildError::Table)
+        KeyedLimiter::new(algorithm, clock, self.table_config()).map_err(BuildError::Table)
+    }
+
+    /// A keyed limiter whose rate can be changed while it runs, on the default clock.
+    ///
+    /// ```
+    /// use traffik::{LiveRateLimiter, Rate};
+    ///
+    /// let limiter: LiveRateLimiter<str> = traffik::builder().rate("10/s").build_live()?;
+    /// assert!(limiter.check("alice", 10)?.is_allowed());
+    /// limiter.set_rate(Rate::per_second(100), None)?; // alice keeps her TAT
+    /// assert_eq!(limiter.peek("bob").remaining(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build_live<K: Key + ?Sized>(&self) -> Result<LiveRateLimiter<K>, BuildError> {
+        self.build_live_with_clock(QuantaClock::new())
+    }
+
+    /// [`build_live`](Self::build_live) on a clock of your choice.
+    pub fn build_live_with_clock<K: Key + ?Sized, C: Clock>(
+        &self,
+        clock: C,
+    ) -> Result<KeyedLimiter<K, Live<AnyAlgorithm>, C>, BuildError> {
+        let algorithm = Live::new(self.algorithm_for()?);
+        KeyedLimiter::new(algorithm, clock, self.table_config()).map_err(BuildError::Table)
+    }
+
+    /// A keyed limiter in which a key's tier, chosen by `select` (an index into
+    /// `multipliers`; past the end means tier 0), multiplies the configured rate and burst.
+    /// The algorithm must let tiers differ in rate (GCRA or the leaky bucket) unless all
+    /// multipliers are equal; see [`Tiers::scaled`].
+    ///
+    /// ```
+    /// use traffik::TieredRateLimiter;
+    ///
+    /// // Free x1, premium x5 over 10/s: bursts of 10 and 50.
+    /// let limiter = traffik::builder().rate("10/s").build_tiered(
+    ///     [1, 5],
+    ///     |user: &str| usize::from(user.starts_with("premium:")),
+    /// )?;
+    /// assert!(limiter.check("free:ann", 10)?.is_allowed());
+    /// assert!(limiter.check("free:ann", 1)?.is_denied());
+    /// assert!(limiter.check("premium:bo", 50)?.is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build_tiered<K, F, const N: usize>(
+        &self,
+        multipliers: [u64; N],
+        select: F,
+    ) -> Result<TieredRateLimiter<K, F, N>, BuildError>
+    where
+        K: Key + ?Sized,
+        F: Fn(&K) -> usize,
+    {
+        self.build_tiered_with_clock(multipliers, select, QuantaClock::new())
+    }
+
+    /// [`build_tiered`](Self::build_tiered) on a clock of your choice.
+    pub fn build_tiered_with_clock<K, F, C, const N: usize>(
+        &self,
+        multipliers: [u64; N],
+        select: F,
+        clock: C,
+    ) -> Result<QuotaLimiter<K, Tiers<AnyAlgorithm, F, N>, C>, BuildError>
+    where
+        K: Key + ?Sized,
+        F: Fn(&K) -> usize,
+        C: Clock,
+    {
+        let tiers = Tiers::scaled(
+            self.algorithm,
+            self.rate_for()?,
+            self.burst,
+            multipliers,
+            select,
+        )
+        .map_err(BuildError::Quota)?;
+        QuotaLimiter::new(tiers, clock, self.table_config()).map_err(BuildError::Table)
+    }
+
+    /// A keyed limiter over quotas of your own (any [`Quotas`], for example [`Tiers::new`]
+    /// over algorithms with different bursts), with this builder's table settings; the rate,
+    /// algorithm and burst set on the builder are not used.
+    pub fn build_quotas<K: Key + ?Sized, Q: Quotas<K>, C: Clock>(
+        &self,
+        quotas: Q,
+        clock: C,
+    ) -> Result<QuotaLimiter<K, Q, C>, BuildError> {
+        QuotaLimiter::new(quotas, clock, self.table_config()).map_err(BuildError::Table)
     }
 
     /// A single-key limiter on the default clock.
     pub fn build_direct(&self) -> Result<DirectLimiter, BuildError> {
         Ok(Limiter::new(self.algorithm_for()?, QuantaClock::new()))
+    }
+
+    /// A single-key limiter whose rate can be changed while it runs, on the default clock.
+    pub fn build_direct_live(&self) -> Result<LiveDirectLimiter, BuildError> {
+        Ok(Limiter::new(
+            Live::new(self.algorithm_for()?),
+            QuantaClock::new(),
+        ))
     }
 }
 

@@ -33,7 +33,10 @@ pub mod route;
 mod sync;
 pub mod wait;
 
-pub use builder::{builder, BuildError, Builder, DirectLimiter, IntoRate, RateLimiter};
+pub use builder::{
+    builder, BuildError, Builder, DirectLimiter, IntoRate, LiveDirectLimiter, LiveRateLimiter,
+    RateLimiter, TieredRateLimiter,
+};
 pub use clock::QuantaClock;
 
 /// The whole engine, for its modules and anything not re-exported below (for example
@@ -60,6 +63,8 @@ pub use traffik_core::{Limiter, StateCell};
 pub use traffik_core::{
     Hashed, Key, KeyHasher, KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats,
 };
+// Per-key quotas, tiers, and algorithms that change while limiters run.
+pub use traffik_core::{Live, LiveError, QuotaError, QuotaLimiter, Quotas, SharedState, Tiers};
 // The contract every backend (in-process table, Redis, ...) implements.
 pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};
 

@@ -14,6 +14,12 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+#[cfg(not(loom))]
+pub(crate) use self::cell::UnsafeCell;
+
 #[cfg(all(not(loom), feature = "alloc"))]
 pub(crate) use self::wide::{AtomicU128, Wide};
 
@@ -22,6 +28,28 @@ pub(crate) use self::loom_u128::{AtomicU128, Wide};
 
 #[cfg(all(not(loom), feature = "alloc"))]
 mod wide;
+
+#[cfg(not(loom))]
+mod cell {
+    /// `core::cell::UnsafeCell` with loom's closure API, so code using it is model-checked
+    /// unchanged under `--cfg loom` (where loom tracks every access for races).
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(core::cell::UnsafeCell::new(value))
+        }
+        #[inline]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        #[inline]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
 
 #[cfg(all(loom, feature = "alloc"))]
 mod loom_u128 {

@@ -34,15 +34,20 @@
 
 mod config;
 mod place;
+mod quota;
 mod shard;
 mod slot;
 
 pub use config::{OverflowPolicy, TableConfig, TableError, TableStats};
+pub use quota::QuotaLimiter;
 
-use crate::algorithm::{Algorithm, AlgorithmWork, MAX_NOW};
+use crate::algorithm::{Algorithm, AlgorithmWork, AnyAlgorithm, MAX_NOW};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::{Key, KeyHasher};
+use crate::live::{Live, LiveError};
+use crate::quota::SharedState;
+use crate::rate::Rate;
 use crate::sync::{AtomicU128, Ordering, Wide};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -50,7 +55,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use crossbeam_utils::CachePadded;
 use shard::{Shard, ShardRef};
-use slot::{key_of, occupied, pack, scale, scramble, state_of};
+use slot::{key_of, occupied, pack, scale, scramble, state_of, Reclaim};
 
 /// Slots probed for one key at most: eight groups (cache lines); a hit usually needs one.
 #[cfg(not(loom))]
@@ -159,6 +164,75 @@ enum Found {
 impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     /// A table for `config.capacity` keys.
     pub fn new(algorithm: A, clock: C, config: TableConfig) -> Result<Self, TableError> {
+        Self::build(algorithm, clock, config)
+    }
+
+    /// Checks `cost` for `key` now, charging it if admitted. A cost of zero is a peek.
+    #[must_use = "a denied check charges nothing: act on the decision"]
+    #[inline]
+    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
+        self.check_at(key.encode(&self.hasher), cost)
+    }
+
+    /// The check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
+    #[inline]
+    fn check_at(&self, code: u64, cost: u64) -> Result<Decision, CheckError> {
+        self.algorithm.dispatch(Check {
+            table: self,
+            code,
+            cost,
+        })
+    }
+
+    /// What is left for `key` now, without charging; an unknown key reads as fresh and is not
+    /// added.
+    pub fn peek(&self, key: &K) -> Decision {
+        match self.check_at(key.encode(&self.hasher), 0) {
+            Ok(decision) => decision,
+            // A zero cost is never refused; report "nothing left" rather than fail a peek.
+            Err(_) => Decision::deny(self.algorithm.capacity(), 0, 0, 0),
+        }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+}
+
+impl<K: Key + ?Sized, A: Algorithm + Copy + SharedState, C: Clock> KeyedLimiter<K, Live<A>, C> {
+    /// Replaces the algorithm for every key without resetting any key's state; see [`Live`]
+    /// for the rule (GCRA: each key's TAT is kept) and [`Live::set`] for the errors.
+    pub fn set_algorithm(&self, algorithm: A) -> Result<(), LiveError> {
+        self.algorithm.set(algorithm)
+    }
+}
+
+impl<K: Key + ?Sized, C: Clock> KeyedLimiter<K, Live<AnyAlgorithm>, C> {
+    /// Replaces the rate (and burst, `None` meaning the rate's limit) for every key, keeping
+    /// the kind and every key's state; see [`Live::set_rate`].
+    ///
+    /// ```
+    /// use traffik_core::{AlgorithmKind, AnyAlgorithm, KeyedLimiter, Live, ManualClock, Rate, TableConfig};
+    ///
+    /// let clock = ManualClock::new();
+    /// let gcra = AnyAlgorithm::new(AlgorithmKind::Gcra, Rate::per_second(2), None)?;
+    /// let limiter: KeyedLimiter<u64, _, _> =
+    ///     KeyedLimiter::new(Live::new(gcra), &clock, TableConfig::new(100, [1, 2, 3, 4]))?;
+    /// assert!(limiter.check(&1, 2)?.is_allowed());
+    /// limiter.set_rate(Rate::per_second(4), None)?;
+    /// assert!(limiter.check(&1, 1)?.is_denied()); // key 1 keeps its TAT, 1 s ahead
+    /// assert!(limiter.check(&2, 4)?.is_allowed()); // a fresh key gets the new burst
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), LiveError> {
+        self.algorithm.set_rate(rate, burst)
+    }
+}
+
+impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
+    /// Builds the table around `algorithm` (which [`QuotaLimiter`] also uses).
+    pub(crate) fn build(algorithm: A, clock: C, config: TableConfig) -> Result<Self, TableError> {
         if config.capacity == 0 {
             return Err(TableError::ZeroCapacity);
         }
@@ -202,33 +276,6 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             capacity: config.capacity,
             _key: PhantomData,
         })
-    }
-
-    /// Checks `cost` for `key` now, charging it if admitted. A cost of zero is a peek.
-    #[must_use = "a denied check charges nothing: act on the decision"]
-    #[inline]
-    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
-        self.check_at(key.encode(&self.hasher), cost)
-    }
-
-    /// The check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
-    #[inline]
-    fn check_at(&self, code: u64, cost: u64) -> Result<Decision, CheckError> {
-        self.algorithm.dispatch(Check {
-            table: self,
-            code,
-            cost,
-        })
-    }
-
-    /// What is left for `key` now, without charging; an unknown key reads as fresh and is not
-    /// added.
-    pub fn peek(&self, key: &K) -> Decision {
-        match self.check_at(key.encode(&self.hasher), 0) {
-            Ok(decision) => decision,
-            // A zero cost is never refused; report "nothing left" rather than fail a peek.
-            Err(_) => Decision::deny(self.algorithm.capacity(), 0, 0, 0),
-        }
     }
 
     /// Forgets what `key` has been charged. The key keeps its slot (now reclaimable).
@@ -309,11 +356,6 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             stats.reclaims += s.reclaims.load(Ordering::Relaxed);
         }
         stats
-    }
-
-    /// The algorithm.
-    pub fn algorithm(&self) -> &A {
-        &self.algorithm
     }
 
     /// The clock.
@@ -399,7 +441,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
     /// The check with the concrete algorithm: find the key's slot, read the clock, CAS.
     #[inline]
-    fn check_with<G: Algorithm>(
+    pub(crate) fn check_with<G: Algorithm>(
         &self,
         algorithm: &G,
         code: u64,
@@ -445,12 +487,12 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
 
 /// One check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).
 struct Check<'a, K: ?Sized, A, C> {
-    table: &'a KeyedLimiter<K, A, C>,
-    code: u64,
-    cost: u64,
+    pub(super) table: &'a KeyedLimiter<K, A, C>,
+    pub(super) code: u64,
+    pub(super) cost: u64,
 }
 
-impl<K: Key + ?Sized, A: Algorithm, C: Clock> AlgorithmWork for Check<'_, K, A, C> {
+impl<K: Key + ?Sized, A: Reclaim, C: Clock> AlgorithmWork for Check<'_, K, A, C> {
     type Output = Result<Decision, CheckError>;
     #[inline]
     fn run<G: Algorithm>(self, algorithm: &G) -> Self::Output {

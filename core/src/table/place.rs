@@ -2,7 +2,7 @@
 
 use super::shard::{bump, ShardRef};
 use super::slot::{key_of, occupied, pack, state_of};
-use super::{KeyedLimiter, OverflowPolicy, Windows, WINDOW};
+use super::{KeyedLimiter, OverflowPolicy, Reclaim, Windows, WINDOW};
 use crate::algorithm::{Algorithm, Transition};
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
@@ -23,7 +23,7 @@ struct Pick {
     stalest: Option<(usize, u128, u64)>,
 }
 
-impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
+impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     /// Places a new key, charging its first check. `Ok(None)` means the key turned out to be
     /// present after all: go round the lock-free path again.
     #[cold]
@@ -166,7 +166,9 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
             if key_of(slot) == code {
                 return Survey::Present;
             }
-            let wait = algorithm.reset_after(state_of(slot), now);
+            // Asked of the table, not only of the checking algorithm: under per-key quotas the
+            // slot may belong to a key of another tier.
+            let wait = self.algorithm.reclaim_after(algorithm, state_of(slot), now);
             if wait == 0 && pick.reclaimable.is_none() {
                 pick.reclaimable = Some((i, slot));
             }

@@ -1,5 +1,26 @@
 //! A slot's 128-bit word (key over occupied flag and state), and placement hashing.
 
+use crate::algorithm::Algorithm;
+
+/// What the table needs from its own algorithm besides checks: when another key's state may
+/// be reclaimed. Every `Algorithm` answers for itself; a `QuotaLimiter`'s table answers
+/// for every algorithm its quotas can select. (Public in a private module: nameable by no one
+/// outside the crate, but allowed in the bounds of public methods.)
+pub trait Reclaim {
+    /// Nanoseconds until another key's `state` decides like a fresh state, during a check
+    /// running with `checking` (the table's own algorithm, already dispatched to its concrete
+    /// type or copied out of a `Live`).
+    fn reclaim_after<G: Algorithm>(&self, checking: &G, state: u64, now: u64) -> u64;
+}
+
+impl<A: Algorithm> Reclaim for A {
+    /// Every key of a table is governed by the same algorithm: the one checking.
+    #[inline]
+    fn reclaim_after<G: Algorithm>(&self, checking: &G, state: u64, now: u64) -> u64 {
+        checking.reset_after(state, now)
+    }
+}
+
 pub(super) const OCCUPIED: u64 = 1 << 63;
 
 #[inline]
