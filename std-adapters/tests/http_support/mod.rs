@@ -3,6 +3,8 @@
 //! client.
 #![allow(dead_code)]
 
+use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,7 +19,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use traffik::http::{Extracted, HttpKey, MissingKey, Policy, RateLimitInfo};
-use traffik::{AnyAlgorithm, AsyncLimiter, KeyedLimiter, ManualClock};
+use traffik::{
+    AnyAlgorithm, AsyncLimiter, Decision, ErrorKind, KeyedLimiter, LimiterError, ManualClock,
+};
 
 pub type Manual = Arc<KeyedLimiter<[u8], AnyAlgorithm, Arc<ManualClock>>>;
 
@@ -161,5 +165,43 @@ impl Http {
 
     pub async fn get(&self, path: &str, client: &str) -> Reply {
         self.send(Method::GET, path, &[("x-client", client)]).await
+    }
+}
+
+#[derive(Debug)]
+pub struct Down;
+
+impl fmt::Display for Down {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("store unreachable")
+    }
+}
+
+impl std::error::Error for Down {}
+
+impl LimiterError for Down {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::NotCharged
+    }
+}
+
+/// A limiter whose store is down (and which only answers through futures).
+pub struct Failing;
+
+// Not `async fn`: the contract's futures are `Send` by signature.
+#[allow(clippy::manual_async_fn)]
+impl AsyncLimiter<[u8]> for Failing {
+    type Error = Down;
+    fn check(&self, _: &[u8], _: u64) -> impl Future<Output = Result<Decision, Down>> + Send {
+        async {
+            tokio::task::yield_now().await;
+            Err(Down)
+        }
+    }
+    fn peek(&self, _: &[u8]) -> impl Future<Output = Result<Decision, Down>> + Send {
+        async { Err(Down) }
+    }
+    fn reset(&self, _: &[u8]) -> impl Future<Output = Result<(), Down>> + Send {
+        async { Err(Down) }
     }
 }
