@@ -18,9 +18,9 @@ use super::Shared;
 use crate::http::key::{Extracted, Extraction, HttpKey};
 use crate::http::policy::{MissingKeyOutcome, Policy};
 use crate::http::response::{
-    problem, service_unavailable, set_retry_after, too_many_requests, write_headers,
-    BackendErrorOutcome, BackendFailure, Denial, DenyBody, Existing, HeaderItem, PolicyQuota,
-    RateLimitBody, RateLimitInfo,
+    prepare_headers, problem, service_unavailable, set_retry_after, too_many_requests,
+    write_headers, BackendErrorOutcome, BackendFailure, Denial, DenyBody, Existing, HeaderItem,
+    PolicyQuota, PreparedHeaders, RateLimitBody, RateLimitInfo,
 };
 
 /// A service rate-limited by a [`RateLimitLayer`](super::RateLimitLayer).
@@ -146,6 +146,13 @@ where
             match gate::drive_now(shared, &mut gate) {
                 Some(Ok(())) => {
                     insert_info(shared, &gate.items, &mut parts);
+                    if !gate.items.iter().any(|i| i.deferred) {
+                        // Every decision is final: the headers are known now, and the future
+                        // needs neither the items nor the shared state.
+                        let headers = allowed_headers(shared, &gate.items);
+                        let fut = self.inner.call(Request::from_parts(parts, body));
+                        return ResponseFuture::decorated(fut, headers);
+                    }
                     let fut = self.inner.call(Request::from_parts(parts, body));
                     return ResponseFuture::inner(fut, Post::new(Arc::clone(&self.shared), gate));
                 }
@@ -215,24 +222,47 @@ fn insert_info<L>(shared: &Shared<L>, items: &[Item], parts: &mut Parts) {
     if !shared.quota_info {
         return;
     }
-    let policies = items.iter().filter_map(|item| {
-        let d = item.decision?;
-        Some(PolicyQuota {
-            name: Arc::clone(&shared.policies[item.policy].name),
-            limit: d.limit(),
-            remaining: d.remaining(),
-            reset: d.reset_after(),
-        })
-    });
-    // A rate-limit layer further out already recorded its policies: these join them.
-    match parts.extensions.get_mut::<RateLimitInfo>() {
-        Some(info) => info.policies.extend(policies),
-        None => {
-            parts.extensions.insert(RateLimitInfo {
-                policies: policies.collect(),
-            });
+    let info = RateLimitInfo {
+        policies: items
+            .iter()
+            .filter_map(|item| {
+                let d = item.decision?;
+                Some(PolicyQuota {
+                    name: Arc::clone(&shared.policies[item.policy].name),
+                    limit: d.limit(),
+                    remaining: d.remaining(),
+                    reset: d.reset_after(),
+                })
+            })
+            .collect(),
+    };
+    // One map operation in the usual case; a rate-limit layer further out already recorded
+    // its policies when there was a value: those come first, these join them.
+    if let Some(mut outer) = parts.extensions.insert(info) {
+        if let Some(mine) = parts.extensions.get_mut::<RateLimitInfo>() {
+            outer.policies.append(&mut mine.policies);
+            *mine = outer;
         }
     }
+}
+
+/// The headers of an admitted request's response (`None` when allowed responses carry none).
+fn allowed_headers<L>(shared: &Shared<L>, items: &[Item]) -> Option<PreparedHeaders> {
+    if !shared.headers.on_allowed {
+        return None;
+    }
+    let items: SmallVec<[HeaderItem<'_>; 2]> = items
+        .iter()
+        .filter_map(|item| {
+            let d = item.decision?;
+            Some(header_item(
+                &shared.policies[item.policy],
+                d,
+                d.reset_after(),
+            ))
+        })
+        .collect();
+    prepare_headers(&items, shared.headers, shared.policy_list_for(items.len()))
 }
 
 /// The response to a request the gate did not admit.
@@ -282,7 +312,13 @@ fn refuse<L: AsyncLimiter<[u8]>, B>(
                 })
                 .collect();
             // Denials always carry the headers, whatever `on_allowed` says.
-            write_headers(res.headers_mut(), &headers, shared.headers, Existing::Keep);
+            write_headers(
+                res.headers_mut(),
+                &headers,
+                shared.headers,
+                Existing::Keep,
+                shared.policy_list_for(headers.len()),
+            );
             res.map(Either::Right)
         }
         Refusal::Fail { item, error } => {
@@ -385,23 +421,9 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
 
     /// Adds the rate-limit headers of an admitted request's response.
     pub(crate) fn decorate(&self, headers: &mut http::HeaderMap) {
-        let shared = &*self.shared;
-        if !shared.headers.on_allowed {
-            return;
+        if let Some(prepared) = allowed_headers(&self.shared, &self.items) {
+            prepared.write(headers, Existing::Append);
         }
-        let items: SmallVec<[HeaderItem<'_>; 2]> = self
-            .items
-            .iter()
-            .filter_map(|item| {
-                let d = item.decision?;
-                Some(header_item(
-                    &shared.policies[item.policy],
-                    d,
-                    d.reset_after(),
-                ))
-            })
-            .collect();
-        write_headers(headers, &items, shared.headers, Existing::Append);
     }
 
     /// Whether any policy is charged by outcome (otherwise only headers are left to add).
