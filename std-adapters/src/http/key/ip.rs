@@ -37,10 +37,15 @@ fn ip_key(tag: u8, ip: IpAddr, grouping: &IpGrouping, exempt: &CidrSet) -> Extra
     if exempt.contains(ip) {
         return Extracted::Exempt;
     }
-    let mut key = HttpKey::new();
-    key.extend_from_slice(&[tag]);
-    key.extend_from_slice(grouping.key(ip).as_bytes());
-    Extracted::Key(key)
+    // Tag and group assembled on the stack, then copied into the key once.
+    let group = grouping.key(ip);
+    let group = group.as_bytes();
+    let mut buf = [0u8; 19];
+    buf[0] = tag;
+    // A group key is at most 18 bytes.
+    let n = group.len().min(buf.len() - 1);
+    buf[1..=n].copy_from_slice(&group[..n]);
+    Extracted::Key(HttpKey::from_bytes(&buf[..=n]))
 }
 
 /// Keys a request by the address of the connection's peer (see [`peer_addr`] for where it is
