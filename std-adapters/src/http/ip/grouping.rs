@@ -131,6 +131,12 @@ impl IpGroupKey {
         IpGroupKey { buf, len }
     }
 
+    /// The whole buffer (the bytes past [`as_bytes`](Self::as_bytes) are zero), for copying
+    /// at a fixed size.
+    pub(crate) fn raw(&self) -> &[u8; 18] {
+        &self.buf
+    }
+
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
@@ -174,10 +180,16 @@ mod tests {
         want.extend_from_slice(&ip6_octets("2001:db8:0:1::")[..8]);
         assert_eq!(k.as_bytes(), &want[..]);
         assert_eq!(
-            IpGrouping::new(20, 128).unwrap().key(ip("10.1.255.3")).as_bytes(),
+            IpGrouping::new(20, 128)
+                .unwrap()
+                .key(ip("10.1.255.3"))
+                .as_bytes(),
             &[b'4', 20, 10, 1, 0xf0][..]
         );
-        assert_eq!(IpGrouping::per_address().key(ip("::1")).as_bytes().len(), 18);
+        assert_eq!(
+            IpGrouping::per_address().key(ip("::1")).as_bytes().len(),
+            18
+        );
         assert_eq!(k, g.key(ip("2001:db8:0:1::9")));
         assert_ne!(k, g.key(ip("2001:db8:0:2::9")));
         assert_eq!(
