@@ -141,18 +141,42 @@ where
         if items.is_empty() && pending.is_empty() {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
+        // One policy charged before the handler: the gate's only question would be one
+        // check. It is asked here, and an admission goes on without building the gate.
+        let mut first = None;
+        if let ([item], true) = (&mut items[..], pending.is_empty()) {
+            if !item.deferred {
+                let limiter = &shared.policies[item.policy].limiter;
+                match limiter.check_now(item.key.as_bytes(), item.cost) {
+                    Some(Ok(d)) if d.is_allowed() => {
+                        item.decision = Some(d);
+                        item.charged = true;
+                        return admit_final(shared, &mut self.inner, &items, parts, body);
+                    }
+                    // A refusal or a failure is the gate's answer to its first question;
+                    // `None` (the limiter must be awaited) leaves the gate to ask again.
+                    answer => first = answer,
+                }
+            }
+        }
         let mut gate = Gate::new(items);
+        if let Some(result) = first {
+            let asked = gate.ask();
+            debug_assert_eq!(asked, Some(gate::Ask::Check(0)));
+            if let Err(e) = &result {
+                gate::report(shared, &gate, e);
+            }
+            if let Some(refusal) = gate.answer(result, shared.fail_open()) {
+                return ResponseFuture::ready(refuse(shared, &gate, refusal, &parts));
+            }
+        }
         if pending.is_empty() {
             match gate::drive_now(shared, &mut gate) {
                 Some(Ok(())) => {
-                    insert_info(shared, &gate.items, &mut parts);
                     if !gate.items.iter().any(|i| i.deferred) {
-                        // Every decision is final: the headers are known now, and the future
-                        // needs neither the items nor the shared state.
-                        let headers = allowed_headers(shared, &gate.items);
-                        let fut = self.inner.call(Request::from_parts(parts, body));
-                        return ResponseFuture::decorated(fut, headers);
+                        return admit_final(shared, &mut self.inner, &gate.items, parts, body);
                     }
+                    insert_info(shared, &gate.items, &mut parts);
                     let fut = self.inner.call(Request::from_parts(parts, body));
                     return ResponseFuture::inner(fut, Post::new(Arc::clone(&self.shared), gate));
                 }
@@ -171,6 +195,24 @@ where
             shared, inner, parts, body, gate, pending,
         )))
     }
+}
+
+/// Passes on a request admitted on the spot whose decisions are all final (no policy charged by
+/// outcome): the quota goes into its extensions and its headers are made now, so the future
+/// needs neither the items nor the shared state.
+fn admit_final<S, L, B, ResBody>(
+    shared: &Shared<L>,
+    inner: &mut S,
+    items: &[Item],
+    mut parts: Parts,
+    body: B,
+) -> ResponseFuture<S::Future, L, ResBody, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    insert_info(shared, items, &mut parts);
+    let headers = allowed_headers(shared, items);
+    ResponseFuture::decorated(inner.call(Request::from_parts(parts, body)), headers)
 }
 
 /// The rest of a request whose keys or limiters must be awaited.
