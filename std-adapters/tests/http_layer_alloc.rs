@@ -196,3 +196,64 @@ fn an_awaited_limiter_costs_a_boxed_future() {
     // The boxed future (and nothing that scales with the request).
     assert_eq!(n, 1, "{n} allocations");
 }
+
+/// With the default headers and quota info, an admitted request costs exactly the values it
+/// carries: the `RateLimit` header value and the boxed `RateLimitInfo` extension (the
+/// `RateLimit-Policy` value is prebuilt and shared). The inner response here has no headers
+/// yet, so its header map's first allocation (indices and entries) counts too; the request's
+/// extensions already hold the peer address, as a server's would.
+#[test]
+fn headers_and_quota_info_cost_their_two_values() {
+    let layer = RateLimitLayer::builder()
+        .policy(
+            // Slow enough that nothing refills during the test.
+            Policy::new(
+                "burst",
+                "100/hour",
+                traffik::builder()
+                    .rate("100/hour")
+                    .capacity(64)
+                    .build::<[u8]>()
+                    .unwrap(),
+            )
+            .unwrap()
+            .key(by_client),
+        )
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(inner());
+    let with_peer = |client: &str| {
+        let mut req = request(client);
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from(([192, 0, 2, 1], 40_000)));
+        req
+    };
+    assert!(matches!(
+        call_once(&mut svc, with_peer("warm")),
+        Poll::Ready(Ok(_))
+    ));
+    // The map's own first allocation, measured on an empty response.
+    let (map, _) = allocations(|| {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            traffik::http::response::RATELIMIT,
+            http::HeaderValue::from_static("1"),
+        );
+        h
+    });
+    for i in 0..20 {
+        let req = with_peer("alice");
+        let (n, res) = allocations(|| call_once(&mut svc, req));
+        let Poll::Ready(Ok(res)) = res else {
+            panic!("request {i} was not answered at once")
+        };
+        let value = res.headers()["ratelimit"].to_str().unwrap();
+        assert!(
+            value.starts_with(&format!("\"burst\";r={};t=", 99 - i)),
+            "{value}"
+        );
+        assert_eq!(res.headers()["ratelimit-policy"], "\"burst\";q=100;w=3600");
+        drop(res);
+        assert_eq!(n, map + 2, "request {i}: {n} allocations");
+    }
+}

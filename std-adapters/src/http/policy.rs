@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use traffik_core::{AsyncLimiter, Rate, RateParseError};
 
 use super::key::{Extracted, HttpKey, KeyExtractor};
@@ -120,7 +120,8 @@ pub(crate) type ChargeIf = Arc<dyn Fn(&http::response::Parts) -> bool + Send + S
 pub struct Policy<L> {
     pub(crate) name: Arc<str>,
     pub(crate) rate: Rate,
-    pub(crate) policy_item: Box<str>,
+    /// The policy's `RateLimit-Policy` member, built once: every response clones it.
+    pub(crate) policy_item: HeaderValue,
     pub(crate) limiter: L,
     pub(crate) key: Option<Arc<dyn KeyExtractor>>,
     pub(crate) rule: Rule,
@@ -176,10 +177,17 @@ impl<L: AsyncLimiter<[u8]>> Policy<L> {
                 name: name.to_owned(),
             });
         }
+        // A validated name is printable ASCII without `"` or `\`, so the member is always a
+        // valid header value.
+        let policy_item =
+            HeaderValue::try_from(policy_item(name, rate)).map_err(|_| PolicyError::Name {
+                name: name.to_owned(),
+                why: "it cannot go into a header",
+            })?;
         Ok(Policy {
             name: name.into(),
             rate,
-            policy_item: policy_item(name, rate).into_boxed_str(),
+            policy_item,
             limiter,
             key: None,
             rule: Rule::always(),
@@ -368,7 +376,7 @@ mod tests {
     fn rates_keep_the_parsers_meaning() {
         let p = Policy::in_process("b", "100/minute").unwrap();
         assert_eq!(p.rate(), Rate::per_minute(100));
-        assert_eq!(&*p.policy_item, "\"b\";q=100;w=60");
+        assert_eq!(p.policy_item, "\"b\";q=100;w=60");
         let e = Policy::in_process("b", "minute/100").unwrap_err();
         assert!(matches!(e, PolicyError::Rate { .. }), "{e:?}");
         assert!(e.to_string().starts_with("invalid rate for policy \"b\": "));

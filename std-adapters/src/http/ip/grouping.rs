@@ -95,8 +95,10 @@ impl IpGrouping {
     }
 
     /// The key bytes of `ip`'s group: family (`4` or `6`), prefix length, then the network
-    /// address (4 or 16 bytes). The prefix is part of the key so that groupings of different
-    /// widths never share a bucket.
+    /// address's bytes that the prefix covers (`ceil(prefix / 8)` of them: the rest are zero,
+    /// so leaving them out loses nothing and makes keys shorter to hash: 6 bytes for an IPv4
+    /// address, 10 for an IPv6 /64). The prefix is part of the key so that groupings of
+    /// different widths never share a bucket.
     pub fn key(&self, ip: IpAddr) -> IpGroupKey {
         IpGroupKey::of(self.group(ip))
     }
@@ -114,19 +116,25 @@ impl IpGroupKey {
     fn of(net: Cidr) -> Self {
         let mut buf = [0u8; 18];
         buf[1] = net.prefix;
-        let len = match net.addr {
+        match net.addr {
             IpAddr::V4(a) => {
                 buf[0] = b'4';
                 buf[2..6].copy_from_slice(&a.octets());
-                6
             }
             IpAddr::V6(a) => {
                 buf[0] = b'6';
                 buf[2..18].copy_from_slice(&a.octets());
-                18
             }
-        };
+        }
+        // The prefix is at most 128 (`Cidr` clamps it), so this is at most 18.
+        let len = 2 + net.prefix.div_ceil(8);
         IpGroupKey { buf, len }
+    }
+
+    /// The whole buffer (the bytes past [`as_bytes`](Self::as_bytes) are zero), for copying
+    /// at a fixed size.
+    pub(crate) fn raw(&self) -> &[u8; 18] {
+        &self.buf
     }
 
     /// The bytes.
@@ -169,8 +177,19 @@ mod tests {
         assert_eq!(g.key(ip("::ffff:10.1.2.3")), g.key(ip("10.1.2.3")));
         let k = g.key(ip("2001:db8:0:1:aaaa:bbbb:cccc:dddd"));
         let mut want = vec![b'6', 64];
-        want.extend_from_slice(&ip6_octets("2001:db8:0:1::"));
+        want.extend_from_slice(&ip6_octets("2001:db8:0:1::")[..8]);
         assert_eq!(k.as_bytes(), &want[..]);
+        assert_eq!(
+            IpGrouping::new(20, 128)
+                .unwrap()
+                .key(ip("10.1.255.3"))
+                .as_bytes(),
+            &[b'4', 20, 10, 1, 0xf0][..]
+        );
+        assert_eq!(
+            IpGrouping::per_address().key(ip("::1")).as_bytes().len(),
+            18
+        );
         assert_eq!(k, g.key(ip("2001:db8:0:1::9")));
         assert_ne!(k, g.key(ip("2001:db8:0:2::9")));
         assert_eq!(

@@ -82,6 +82,13 @@ impl HttpKey {
         HttpKey(SmallVec::from_slice(bytes))
     }
 
+    /// The first `len` bytes of `buf` (`len` is at most 32), moved in whole: a fixed-size
+    /// key built on the stack becomes a key without a byte-wise copy.
+    #[inline]
+    pub(crate) fn from_inline(buf: [u8; 32], len: usize) -> Self {
+        HttpKey(SmallVec::from_buf_and_len(buf, len.min(32)))
+    }
+
     /// Appends raw bytes (extractors write their tag byte and fixed-size fields with this).
     #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {

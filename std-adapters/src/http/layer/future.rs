@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use traffik_core::AsyncLimiter;
 
 use super::service::Post;
-use crate::http::response::RateLimitBody;
+use crate::http::response::{Existing, PreparedHeaders, RateLimitBody};
 
 type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<RateLimitBody<B>>, E>> + Send>>;
 
@@ -32,7 +32,11 @@ pin_project! {
     enum State<F, L, B, E> {
         // No policy applied: the inner response, untouched but for its body type.
         Passthrough { #[pin] fut: F },
-        // Admitted on the spot: the inner response, then the charges by outcome and headers.
+        // Admitted on the spot with every decision final: the inner response and the headers
+        // made at admission.
+        Decorated { #[pin] fut: F, headers: Option<PreparedHeaders> },
+        // Admitted on the spot with policies charged by outcome: the inner response, then
+        // those charges and the headers.
         Inner { #[pin] fut: F, post: Option<Post<L>> },
         // Anything that had to wait on a key or a limiter.
         Boxed { fut: Boxed<B, E> },
@@ -45,6 +49,16 @@ impl<F, L, B, E> ResponseFuture<F, L, B, E> {
     pub(crate) fn passthrough(fut: F) -> Self {
         ResponseFuture {
             state: State::Passthrough { fut },
+        }
+    }
+
+    /// The inner future, then `headers` (if any) added to its response.
+    pub(crate) fn decorated(fut: F, headers: Option<PreparedHeaders>) -> Self {
+        match headers {
+            None => Self::passthrough(fut),
+            headers => ResponseFuture {
+                state: State::Decorated { fut, headers },
+            },
         }
     }
 
@@ -85,6 +99,13 @@ where
             match state.as_mut().project() {
                 StateProj::Passthrough { fut } => {
                     return Poll::Ready(ready!(fut.poll(cx)).map(|res| res.map(Either::Left)));
+                }
+                StateProj::Decorated { fut, headers } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if let Some(headers) = headers.take() {
+                        headers.write(res.headers_mut(), Existing::Append);
+                    }
+                    return Poll::Ready(Ok(res.map(Either::Left)));
                 }
                 StateProj::Inner { fut, post } => {
                     let res = ready!(fut.poll(cx))?;

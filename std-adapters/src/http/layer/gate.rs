@@ -204,7 +204,7 @@ impl Gate {
     }
 }
 
-fn report<L>(shared: &Shared<L>, gate: &Gate, error: &dyn LimiterError) {
+pub(crate) fn report<L>(shared: &Shared<L>, gate: &Gate, error: &dyn LimiterError) {
     if let Some(item) = gate.items.get(gate.at) {
         report_failure(
             &shared.policies[item.policy].name,

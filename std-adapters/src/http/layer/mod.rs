@@ -69,7 +69,9 @@ pub use future::ResponseFuture;
 pub use service::RateLimit;
 
 use super::policy::{MissingKeyOutcome, Policy};
-use super::response::{BackendErrorOutcome, Denial, DenyBody, DenyHook, HeaderOptions};
+use super::response::{
+    join_policy_items, BackendErrorOutcome, Denial, DenyBody, DenyHook, HeaderOptions,
+};
 use super::rules::Rule;
 
 #[allow(unused_imports)] // for rustdoc links
@@ -106,9 +108,23 @@ pub(crate) struct Shared<L> {
     pub on_denied: Option<DenyHook>,
     pub on_error: BackendErrorOutcome,
     pub quota_info: bool,
+    /// The `RateLimit-Policy` value listing every policy, built once (`None` only if it could
+    /// not be, which validated names rule out; the list is then joined per response).
+    pub policy_list: Option<http::HeaderValue>,
 }
 
 impl<L> Shared<L> {
+    /// The `RateLimit-Policy` value of a response naming `n` policies: prebuilt when they are
+    /// all of the layer's (the items a request holds are distinct and in policy order).
+    #[inline]
+    pub(crate) fn policy_list_for(&self, n: usize) -> Option<&http::HeaderValue> {
+        if n == self.policies.len() {
+            self.policy_list.as_ref()
+        } else {
+            None
+        }
+    }
+
     #[inline]
     pub(crate) fn fail_open(&self) -> bool {
         matches!(self.on_error, BackendErrorOutcome::Allow)
@@ -317,6 +333,7 @@ impl<L: AsyncLimiter<[u8]>> RateLimitLayerBuilder<L> {
                 }
             }
         }
+        let policy_list = join_policy_items(self.policies.iter().map(|p| &p.policy_item));
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
                 policies: self.policies.into_boxed_slice(),
@@ -325,6 +342,7 @@ impl<L: AsyncLimiter<[u8]>> RateLimitLayerBuilder<L> {
                 on_denied: self.on_denied,
                 on_error: self.on_error,
                 quota_info: self.quota_info,
+                policy_list,
             }),
         })
     }

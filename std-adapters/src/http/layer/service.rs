@@ -18,9 +18,9 @@ use super::Shared;
 use crate::http::key::{Extracted, Extraction, HttpKey};
 use crate::http::policy::{MissingKeyOutcome, Policy};
 use crate::http::response::{
-    problem, service_unavailable, set_retry_after, too_many_requests, write_headers,
-    BackendErrorOutcome, BackendFailure, Denial, DenyBody, Existing, HeaderItem, PolicyQuota,
-    RateLimitBody, RateLimitInfo,
+    prepare_headers, problem, service_unavailable, set_retry_after, too_many_requests,
+    write_headers, BackendErrorOutcome, BackendFailure, Denial, DenyBody, Existing, HeaderItem,
+    PolicyQuota, PreparedHeaders, RateLimitBody, RateLimitInfo,
 };
 
 /// A service rate-limited by a [`RateLimitLayer`](super::RateLimitLayer).
@@ -141,10 +141,41 @@ where
         if items.is_empty() && pending.is_empty() {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
+        // One policy charged before the handler: the gate's only question would be one
+        // check. It is asked here, and an admission goes on without building the gate.
+        let mut first = None;
+        if let ([item], true) = (&mut items[..], pending.is_empty()) {
+            if !item.deferred {
+                let limiter = &shared.policies[item.policy].limiter;
+                match limiter.check_now(item.key.as_bytes(), item.cost) {
+                    Some(Ok(d)) if d.is_allowed() => {
+                        item.decision = Some(d);
+                        item.charged = true;
+                        return admit_final(shared, &mut self.inner, &items, parts, body);
+                    }
+                    // A refusal or a failure is the gate's answer to its first question;
+                    // `None` (the limiter must be awaited) leaves the gate to ask again.
+                    answer => first = answer,
+                }
+            }
+        }
         let mut gate = Gate::new(items);
+        if let Some(result) = first {
+            let asked = gate.ask();
+            debug_assert_eq!(asked, Some(gate::Ask::Check(0)));
+            if let Err(e) = &result {
+                gate::report(shared, &gate, e);
+            }
+            if let Some(refusal) = gate.answer(result, shared.fail_open()) {
+                return ResponseFuture::ready(refuse(shared, &gate, refusal, &parts));
+            }
+        }
         if pending.is_empty() {
             match gate::drive_now(shared, &mut gate) {
                 Some(Ok(())) => {
+                    if !gate.items.iter().any(|i| i.deferred) {
+                        return admit_final(shared, &mut self.inner, &gate.items, parts, body);
+                    }
                     insert_info(shared, &gate.items, &mut parts);
                     let fut = self.inner.call(Request::from_parts(parts, body));
                     return ResponseFuture::inner(fut, Post::new(Arc::clone(&self.shared), gate));
@@ -164,6 +195,24 @@ where
             shared, inner, parts, body, gate, pending,
         )))
     }
+}
+
+/// Passes on a request admitted on the spot whose decisions are all final (no policy charged by
+/// outcome): the quota goes into its extensions and its headers are made now, so the future
+/// needs neither the items nor the shared state.
+fn admit_final<S, L, B, ResBody>(
+    shared: &Shared<L>,
+    inner: &mut S,
+    items: &[Item],
+    mut parts: Parts,
+    body: B,
+) -> ResponseFuture<S::Future, L, ResBody, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    insert_info(shared, items, &mut parts);
+    let headers = allowed_headers(shared, items);
+    ResponseFuture::decorated(inner.call(Request::from_parts(parts, body)), headers)
 }
 
 /// The rest of a request whose keys or limiters must be awaited.
@@ -215,24 +264,47 @@ fn insert_info<L>(shared: &Shared<L>, items: &[Item], parts: &mut Parts) {
     if !shared.quota_info {
         return;
     }
-    let policies = items.iter().filter_map(|item| {
-        let d = item.decision?;
-        Some(PolicyQuota {
-            name: Arc::clone(&shared.policies[item.policy].name),
-            limit: d.limit(),
-            remaining: d.remaining(),
-            reset: d.reset_after(),
-        })
-    });
-    // A rate-limit layer further out already recorded its policies: these join them.
-    match parts.extensions.get_mut::<RateLimitInfo>() {
-        Some(info) => info.policies.extend(policies),
-        None => {
-            parts.extensions.insert(RateLimitInfo {
-                policies: policies.collect(),
-            });
+    let info = RateLimitInfo {
+        policies: items
+            .iter()
+            .filter_map(|item| {
+                let d = item.decision?;
+                Some(PolicyQuota {
+                    name: Arc::clone(&shared.policies[item.policy].name),
+                    limit: d.limit(),
+                    remaining: d.remaining(),
+                    reset: d.reset_after(),
+                })
+            })
+            .collect(),
+    };
+    // One map operation in the usual case; a rate-limit layer further out already recorded
+    // its policies when there was a value: those come first, these join them.
+    if let Some(mut outer) = parts.extensions.insert(info) {
+        if let Some(mine) = parts.extensions.get_mut::<RateLimitInfo>() {
+            outer.policies.append(&mut mine.policies);
+            *mine = outer;
         }
     }
+}
+
+/// The headers of an admitted request's response (`None` when allowed responses carry none).
+fn allowed_headers<L>(shared: &Shared<L>, items: &[Item]) -> Option<PreparedHeaders> {
+    if !shared.headers.on_allowed {
+        return None;
+    }
+    let items: SmallVec<[HeaderItem<'_>; 2]> = items
+        .iter()
+        .filter_map(|item| {
+            let d = item.decision?;
+            Some(header_item(
+                &shared.policies[item.policy],
+                d,
+                d.reset_after(),
+            ))
+        })
+        .collect();
+    prepare_headers(&items, shared.headers, shared.policy_list_for(items.len()))
 }
 
 /// The response to a request the gate did not admit.
@@ -282,7 +354,13 @@ fn refuse<L: AsyncLimiter<[u8]>, B>(
                 })
                 .collect();
             // Denials always carry the headers, whatever `on_allowed` says.
-            write_headers(res.headers_mut(), &headers, shared.headers, Existing::Keep);
+            write_headers(
+                res.headers_mut(),
+                &headers,
+                shared.headers,
+                Existing::Keep,
+                shared.policy_list_for(headers.len()),
+            );
             res.map(Either::Right)
         }
         Refusal::Fail { item, error } => {
@@ -385,23 +463,9 @@ impl<L: AsyncLimiter<[u8]>> Post<L> {
 
     /// Adds the rate-limit headers of an admitted request's response.
     pub(crate) fn decorate(&self, headers: &mut http::HeaderMap) {
-        let shared = &*self.shared;
-        if !shared.headers.on_allowed {
-            return;
+        if let Some(prepared) = allowed_headers(&self.shared, &self.items) {
+            prepared.write(headers, Existing::Append);
         }
-        let items: SmallVec<[HeaderItem<'_>; 2]> = self
-            .items
-            .iter()
-            .filter_map(|item| {
-                let d = item.decision?;
-                Some(header_item(
-                    &shared.policies[item.policy],
-                    d,
-                    d.reset_after(),
-                ))
-            })
-            .collect();
-        write_headers(headers, &items, shared.headers, Existing::Append);
     }
 
     /// Whether any policy is charged by outcome (otherwise only headers are left to add).

@@ -145,7 +145,8 @@ pub fn push_limit_item(out: &mut String, name: &str, remaining: u64, t: Duration
 /// One policy's line in a response's headers.
 pub(crate) struct HeaderItem<'a> {
     pub name: &'a str,
-    pub policy_item: &'a str,
+    /// The policy's `RateLimit-Policy` member, built when the policy was made.
+    pub policy_item: &'a HeaderValue,
     pub limit: u64,
     pub remaining: u64,
     pub t: Duration,
@@ -162,69 +163,171 @@ pub(crate) enum Existing {
     Append,
 }
 
-/// Writes the rate-limit headers for `items` (the first item with the smallest remaining
-/// fills the legacy headers).
+/// The rate-limit header values of one response, made as soon as the decisions are known
+/// (before the inner service runs, for a request admitted on the spot) and written when the
+/// response is there.
+#[derive(Clone, Debug)]
+pub(crate) struct PreparedHeaders {
+    /// `RateLimit-Policy` then `RateLimit`.
+    ietf: Option<[HeaderValue; 2]>,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (rarely asked for: kept out of line so
+    /// that the future holding these stays small).
+    legacy: Option<Box<[HeaderValue; 3]>>,
+}
+
+/// The header values for `items` (the first item with the smallest remaining fills the legacy
+/// headers); `None` when there is nothing to write. `all` is the `RateLimit-Policy` value of
+/// every policy of the layer, given when `items` holds them all (in policy order), so the
+/// common case clones it instead of joining the members.
+pub(crate) fn prepare_headers(
+    items: &[HeaderItem<'_>],
+    opts: HeaderOptions,
+    all: Option<&HeaderValue>,
+) -> Option<PreparedHeaders> {
+    let first = items.first()?;
+    let ietf = if opts.ietf {
+        let policy = match (items, all) {
+            ([one], _) => Some(one.policy_item.clone()),
+            (_, Some(all)) => Some(all.clone()),
+            _ => join_policy_items(items.iter().map(|i| i.policy_item)),
+        };
+        // Both values come from validated names and integers, so they are always valid; a
+        // failure would drop the headers rather than the response.
+        match (policy, limit_value(items)) {
+            (Some(p), Some(l)) => Some([p, l]),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let legacy = opts.legacy.then(|| {
+        let tightest = items.iter().min_by_key(|i| i.remaining).unwrap_or(first);
+        Box::new([
+            HeaderValue::from(tightest.limit),
+            HeaderValue::from(tightest.remaining),
+            HeaderValue::from(ceil_secs(tightest.t)),
+        ])
+    });
+    if ietf.is_none() && legacy.is_none() {
+        return None;
+    }
+    Some(PreparedHeaders { ietf, legacy })
+}
+
+impl PreparedHeaders {
+    /// Writes the values into `headers`.
+    pub(crate) fn write(self, headers: &mut HeaderMap, existing: Existing) {
+        if let Some([policy, limit]) = self.ietf {
+            match existing {
+                Existing::Keep => {
+                    insert_if_absent(headers, RATELIMIT_POLICY, policy);
+                    insert_if_absent(headers, RATELIMIT, limit);
+                }
+                Existing::Append => {
+                    headers.append(RATELIMIT_POLICY, policy);
+                    headers.append(RATELIMIT, limit);
+                }
+            }
+        }
+        if let Some(legacy) = self.legacy {
+            let [limit, remaining, reset] = *legacy;
+            insert_if_absent(headers, X_RATELIMIT_LIMIT, limit);
+            insert_if_absent(headers, X_RATELIMIT_REMAINING, remaining);
+            insert_if_absent(headers, X_RATELIMIT_RESET, reset);
+        }
+    }
+}
+
+/// The `RateLimit-Policy` list of several members.
+pub(crate) fn join_policy_items<'a>(
+    items: impl Iterator<Item = &'a HeaderValue> + Clone,
+) -> Option<HeaderValue> {
+    let len: usize = items.clone().map(|v| v.len() + 2).sum();
+    let mut out = Vec::with_capacity(len.saturating_sub(2));
+    for v in items {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+}
+
+/// The `RateLimit` value for `items`, as [`push_limit_item`] writes it, formatted on the
+/// stack (one allocation: the value's own bytes).
+fn limit_value(items: &[HeaderItem<'_>]) -> Option<HeaderValue> {
+    let mut out = StackBuf::new();
+    let mut num = itoa::Buffer::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b", ");
+        }
+        out.push(b"\"");
+        out.push(item.name.as_bytes());
+        out.push(b"\";r=");
+        out.push(num.format(item.remaining).as_bytes());
+        out.push(b";t=");
+        out.push(num.format(ceil_secs(item.t)).as_bytes());
+    }
+    HeaderValue::from_bytes(out.as_bytes()).ok()
+}
+
+/// Bytes on the stack, spilling to the heap past `INLINE` (long policy names, many policies).
+struct StackBuf {
+    inline: [u8; StackBuf::INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl StackBuf {
+    const INLINE: usize = 128;
+
+    fn new() -> Self {
+        StackBuf {
+            inline: [0; Self::INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            if let Some(dst) = self.inline.get_mut(self.len..self.len + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.spill.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spill.extend_from_slice(bytes);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+/// Writes the rate-limit headers for `items` (see [`prepare_headers`]).
 pub(crate) fn write_headers(
     headers: &mut HeaderMap,
     items: &[HeaderItem<'_>],
     opts: HeaderOptions,
     existing: Existing,
+    all: Option<&HeaderValue>,
 ) {
-    let Some(first) = items.first() else {
-        return;
-    };
-    if opts.ietf {
-        let mut policy = String::with_capacity(items.iter().map(|i| i.policy_item.len() + 2).sum());
-        let mut limit = String::with_capacity(items.len() * 32);
-        for item in items {
-            if !policy.is_empty() {
-                policy.push_str(", ");
-            }
-            policy.push_str(item.policy_item);
-            push_limit_item(&mut limit, item.name, item.remaining, item.t);
-        }
-        match existing {
-            Existing::Keep => {
-                insert_if_absent(headers, RATELIMIT_POLICY, policy);
-                insert_if_absent(headers, RATELIMIT, limit);
-            }
-            Existing::Append => {
-                append(headers, RATELIMIT_POLICY, policy);
-                append(headers, RATELIMIT, limit);
-            }
-        }
-    }
-    if opts.legacy {
-        let tightest = items.iter().min_by_key(|i| i.remaining).unwrap_or(first);
-        insert_if_absent(headers, X_RATELIMIT_LIMIT, tightest.limit.to_string());
-        insert_if_absent(
-            headers,
-            X_RATELIMIT_REMAINING,
-            tightest.remaining.to_string(),
-        );
-        insert_if_absent(
-            headers,
-            X_RATELIMIT_RESET,
-            ceil_secs(tightest.t).to_string(),
-        );
+    if let Some(prepared) = prepare_headers(items, opts, all) {
+        prepared.write(headers, existing);
     }
 }
 
-fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    // Always valid, as for `insert_if_absent`.
-    if let Ok(v) = HeaderValue::try_from(value) {
-        headers.append(name, v);
-    }
-}
-
-fn insert_if_absent(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    if headers.contains_key(&name) {
-        return;
-    }
-    // The values are built from validated names and integers, so they are always valid; a
-    // failure would drop the header rather than the response.
-    if let Ok(v) = HeaderValue::try_from(value) {
-        headers.insert(name, v);
+fn insert_if_absent(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if !headers.contains_key(&name) {
+        headers.insert(name, value);
     }
 }
 
@@ -272,17 +375,19 @@ mod tests {
 
     #[test]
     fn headers_list_every_policy_and_legacy_takes_the_tightest() {
+        let burst = HeaderValue::from_static("\"burst\";q=10;w=1");
+        let daily = HeaderValue::from_static("\"daily\";q=1000;w=86400");
         let items = [
             HeaderItem {
                 name: "burst",
-                policy_item: "\"burst\";q=10;w=1",
+                policy_item: &burst,
                 limit: 10,
                 remaining: 7,
                 t: Duration::from_millis(300),
             },
             HeaderItem {
                 name: "daily",
-                policy_item: "\"daily\";q=1000;w=86400",
+                policy_item: &daily,
                 limit: 1000,
                 remaining: 3,
                 t: Duration::from_millis(86_399_001),
@@ -293,7 +398,7 @@ mod tests {
             legacy: true,
             ..HeaderOptions::default()
         };
-        write_headers(&mut h, &items, opts, Existing::Keep);
+        write_headers(&mut h, &items, opts, Existing::Keep, None);
         assert_eq!(
             h[RATELIMIT_POLICY],
             "\"burst\";q=10;w=1, \"daily\";q=1000;w=86400"
@@ -311,6 +416,7 @@ mod tests {
             &items[..1],
             HeaderOptions::default(),
             Existing::Keep,
+            None,
         );
         assert_eq!(h[RATELIMIT], "custom");
         assert!(h.get(X_RATELIMIT_LIMIT).is_none());
@@ -321,8 +427,70 @@ mod tests {
             &items[1..],
             HeaderOptions::default(),
             Existing::Append,
+            None,
         );
         let lines: Vec<_> = h.get_all(RATELIMIT).iter().collect();
         assert_eq!(lines, ["custom", "\"daily\";r=3;t=86400"]);
+    }
+
+    #[test]
+    fn prepared_values_match_the_string_builders_even_past_the_stack_buffer() {
+        let long = "p".repeat(200);
+        let names = ["burst", long.as_str(), "daily"];
+        let members: Vec<HeaderValue> = names
+            .iter()
+            .map(|n| HeaderValue::try_from(policy_item(n, Rate::per_minute(100))).unwrap())
+            .collect();
+        let items: Vec<HeaderItem<'_>> = names
+            .iter()
+            .zip(&members)
+            .enumerate()
+            .map(|(i, (name, member))| HeaderItem {
+                name,
+                policy_item: member,
+                limit: 100,
+                remaining: 99 - i as u64,
+                t: Duration::from_millis(1_500 * i as u64 + 1),
+            })
+            .collect();
+        let mut want = String::new();
+        for item in &items {
+            push_limit_item(&mut want, item.name, item.remaining, item.t);
+        }
+        let joined = members
+            .iter()
+            .map(|m| m.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for n in 1..=items.len() {
+            let mut h = HeaderMap::new();
+            write_headers(
+                &mut h,
+                &items[..n],
+                HeaderOptions::default(),
+                Existing::Keep,
+                None,
+            );
+            let mut want_limit = String::new();
+            for item in &items[..n] {
+                push_limit_item(&mut want_limit, item.name, item.remaining, item.t);
+            }
+            assert_eq!(h[RATELIMIT], want_limit.as_str());
+            let want_policy = joined.split(", ").take(n).collect::<Vec<_>>().join(", ");
+            assert_eq!(h[RATELIMIT_POLICY], want_policy.as_str());
+        }
+        assert!(want.len() > StackBuf::INLINE);
+        // A prebuilt list is used as is.
+        let all = HeaderValue::from_static("prebuilt");
+        let mut h = HeaderMap::new();
+        write_headers(
+            &mut h,
+            &items,
+            HeaderOptions::default(),
+            Existing::Append,
+            Some(&all),
+        );
+        assert_eq!(h[RATELIMIT_POLICY], "prebuilt");
+        assert_eq!(h[RATELIMIT], want.as_str());
     }
 }
