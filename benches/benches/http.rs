@@ -8,9 +8,12 @@
 //! service's future once with a no-op waker: every one of them is ready on its first poll, so no
 //! runtime is involved. The layer's added time is the variant's time minus the bare router's.
 //!
-//! Two pairings: traffik's defaults (IETF `RateLimit` headers on every response, the quota in
-//! the request's extensions) beside tower_governor with `use_headers()` (its `x-ratelimit-*`
-//! headers), and both without headers.
+//! Two pairings: traffik with its IETF `RateLimit` headers on every response beside
+//! tower_governor with `use_headers()` (its `x-ratelimit-*` headers), and both without headers;
+//! plus traffik's defaults (headers and the quota in the request's extensions, which
+//! tower_governor does not offer). After criterion's figures, interleaved rounds of every variant
+//! give the medians that BENCHMARKS.md reports (criterion measures one variant after another, and
+//! on a shared machine the load moves in between).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -110,7 +113,93 @@ fn drive<S, B>(
     });
 }
 
-fn traffik_layer(headers: bool) -> RateLimitLayer<traffik::RateLimiter<[u8]>> {
+/// One variant for the interleaved rounds: sends one request to its own service.
+type Send1 = Box<dyn FnMut(SocketAddr)>;
+
+fn sender<S, B>(mut svc: S) -> Send1
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + 'static,
+    B: 'static,
+{
+    Box::new(move |peer| {
+        let resp = ready(svc.call(request(peer))).unwrap();
+        black_box(resp);
+    })
+}
+
+/// Interleaved rounds, outside criterion: every variant runs `PER_ROUND` requests in turn,
+/// round after round, so background load on a shared machine hits them alike; the added time
+/// (variant minus bare, same round) and the traffik/tower_governor ratio are medians over the
+/// rounds. Printed after criterion's own figures.
+fn interleaved(peers: &[SocketAddr]) {
+    const ROUNDS: usize = 41;
+    const PER_ROUND: usize = 20_000;
+    let mut variants: Vec<(&str, Send1)> = vec![
+        ("bare-router", sender(router())),
+        (
+            "traffik/defaults",
+            sender(traffik_layer_with(true, true).layer(router())),
+        ),
+        (
+            "traffik/headers",
+            sender(traffik_layer_with(true, false).layer(router())),
+        ),
+        (
+            "tower_governor/headers",
+            sender(
+                GovernorLayer::new(gov_config().use_headers().finish().unwrap()).layer(router()),
+            ),
+        ),
+        (
+            "traffik/no-headers",
+            sender(traffik_layer_with(false, false).layer(router())),
+        ),
+        (
+            "tower_governor/no-headers",
+            sender(GovernorLayer::new(gov_config().finish().unwrap()).layer(router())),
+        ),
+    ];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut at = 0;
+    for _ in 0..ROUNDS {
+        for (v, (_, send)) in variants.iter_mut().enumerate() {
+            let start = std::time::Instant::now();
+            for _ in 0..PER_ROUND {
+                send(peers[at]);
+                at = (at + 1) % peers.len();
+            }
+            ns[v].push(start.elapsed().as_nanos() as f64 / PER_ROUND as f64);
+        }
+    }
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    let added = |v: usize| -> Vec<f64> { (0..ROUNDS).map(|r| ns[v][r] - ns[0][r]).collect() };
+    println!("\ninterleaved: {ROUNDS} rounds x {PER_ROUND} requests per variant, medians");
+    println!("| variant | ns/request | added over bare |");
+    println!("|---|---:|---:|");
+    for (v, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} | {:+.0} |",
+            median(ns[v].clone()),
+            median(added(v))
+        );
+    }
+    for (ours, theirs, label) in [(2, 3, "headers"), (4, 5, "no headers")] {
+        let ratios: Vec<f64> = (0..ROUNDS)
+            .map(|r| (ns[ours][r] - ns[0][r]) / (ns[theirs][r] - ns[0][r]))
+            .collect();
+        println!(
+            "added time, traffik / tower_governor, {label}: median {:.2} (per-round ratios)",
+            median(ratios)
+        );
+    }
+}
+
+/// traffik's layer keyed by peer address; `headers`: the IETF headers on allowed responses;
+/// `info`: the quota in the request's extensions (both on by default).
+fn traffik_layer_with(headers: bool, info: bool) -> RateLimitLayer<traffik::RateLimiter<[u8]>> {
     let policy =
         Policy::in_process_with("api", LIMIT.to_string() + "/s", |b| b.capacity(4 * CLIENTS))
             .unwrap()
@@ -118,66 +207,77 @@ fn traffik_layer(headers: bool) -> RateLimitLayer<traffik::RateLimiter<[u8]>> {
     RateLimitLayer::builder()
         .policy(policy)
         .headers_on_allowed(headers)
-        .quota_info(headers)
+        .quota_info(info)
         .build()
         .unwrap()
 }
 
+/// tower_governor for the same limit, keyed by peer address: one token every microsecond, a
+/// burst of LIMIT (1,000,000 a second).
+fn gov_config() -> GovernorConfigBuilder<
+    PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+> {
+    let mut builder = GovernorConfigBuilder::default();
+    builder
+        .period(Duration::from_micros(1))
+        .burst_size(LIMIT as u32)
+        .key_extractor(PeerIpKeyExtractor);
+    builder
+}
+
 fn layer_overhead(c: &mut Criterion) {
     let peers = clients();
-    // Every variant must admit: check once up front, outside the measurement.
-    for variant in 0..2 {
-        let headers = variant == 0;
-        let mut svc = traffik_layer(headers).layer(router());
+    // Every variant must admit, with the headers it promises: checked once, outside the
+    // measurement.
+    for (headers, info) in [(true, true), (true, false), (false, false)] {
+        let mut svc = traffik_layer_with(headers, info).layer(router());
         let resp = ready(svc.call(request(peers[0]))).unwrap();
         assert!(resp.status().is_success());
         assert_eq!(resp.headers().contains_key("ratelimit"), headers);
     }
+    let mut svc = GovernorLayer::new(gov_config().use_headers().finish().unwrap()).layer(router());
+    let resp = ready(svc.call(request(peers[0]))).unwrap();
+    assert!(resp.status().is_success());
+    assert!(resp.headers().contains_key("x-ratelimit-remaining"));
 
     let mut g = c.benchmark_group("http/layer");
     g.warm_up_time(Duration::from_secs(2));
     drive(&mut g, "bare-router", router(), &peers);
-
+    // traffik's defaults: the IETF headers and the quota in the request's extensions.
+    drive(
+        &mut g,
+        "traffik/defaults",
+        traffik_layer_with(true, true).layer(router()),
+        &peers,
+    );
+    // What tower_governor's `use_headers()` does: headers, nothing for handlers.
     drive(
         &mut g,
         "traffik/headers",
-        traffik_layer(true).layer(router()),
+        traffik_layer_with(true, false).layer(router()),
         &peers,
     );
-    let gov_headers = GovernorConfigBuilder::default()
-        // One token every microsecond, a burst of LIMIT: the same 1,000,000 per second.
-        .period(Duration::from_micros(1))
-        .burst_size(LIMIT as u32)
-        .key_extractor(PeerIpKeyExtractor)
-        .use_headers()
-        .finish()
-        .unwrap();
     drive(
         &mut g,
         "tower_governor/headers",
-        GovernorLayer::new(gov_headers).layer(router()),
+        GovernorLayer::new(gov_config().use_headers().finish().unwrap()).layer(router()),
         &peers,
     );
-
     drive(
         &mut g,
         "traffik/no-headers",
-        traffik_layer(false).layer(router()),
+        traffik_layer_with(false, false).layer(router()),
         &peers,
     );
-    let gov_plain = GovernorConfigBuilder::default()
-        .period(Duration::from_micros(1))
-        .burst_size(LIMIT as u32)
-        .key_extractor(PeerIpKeyExtractor)
-        .finish()
-        .unwrap();
     drive(
         &mut g,
         "tower_governor/no-headers",
-        GovernorLayer::new(gov_plain).layer(router()),
+        GovernorLayer::new(gov_config().finish().unwrap()).layer(router()),
         &peers,
     );
     g.finish();
+    interleaved(&peers);
 }
 
 criterion_group!(benches, layer_overhead);
