@@ -6,8 +6,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use traffik_core::{
     AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, Live,
-    OverflowPolicy, QuotaError, QuotaLimiter, Quotas, Rate, RateParseError, Rollover,
-    TableConfig, TableError, Tiers,
+    OverflowPolicy, QuotaError, QuotaLimiter, Quotas, Rate, RateParseError, Rollover, TableConfig,
+    TableError, Tiers,
 };
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
