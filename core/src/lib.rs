@@ -53,6 +53,7 @@ pub mod gcra;
 pub mod key;
 pub mod limiter;
 pub mod rate;
+pub mod rates;
 pub mod rollover;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
@@ -77,6 +78,7 @@ pub use gcra::{Gcra, LeakyBucket};
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+pub use rates::{Rates, RatesError, RatesParseError, RatesParseErrorKind, MAX_RATES};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
