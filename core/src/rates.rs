@@ -242,6 +242,7 @@ impl FromStr for Rates {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use core::time::Duration;
