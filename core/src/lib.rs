@@ -52,6 +52,7 @@ pub mod gcra;
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod key;
 pub mod limiter;
+pub mod multi;
 pub mod rate;
 pub mod rates;
 pub mod rollover;
@@ -77,6 +78,7 @@ pub use gcra::{Gcra, LeakyBucket};
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
+pub use multi::{check_all, CellLeg, Leg, Receipt};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use rates::{Rates, RatesError, RatesParseError, RatesParseErrorKind, MAX_RATES};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
@@ -84,4 +86,7 @@ pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use table::{KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use table::{MultiKeyed, TableLeg};
 pub use token_bucket::TokenBucket;

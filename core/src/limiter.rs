@@ -69,6 +69,11 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     pub fn clock(&self) -> &C {
         &self.clock
     }
+
+    /// The state cell (for multi-limit checks).
+    pub(crate) fn cell(&self) -> &StateCell {
+        &self.cell
+    }
 }
 
 /// One check, compiled per concrete algorithm (see [`Algorithm::dispatch`]).

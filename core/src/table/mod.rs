@@ -33,11 +33,13 @@
 //! (measured at one million keys; see BENCHMARKS.md).
 
 mod config;
+mod multi;
 mod place;
 mod shard;
 mod slot;
 
 pub use config::{OverflowPolicy, TableConfig, TableError, TableStats};
+pub use multi::{MultiKeyed, TableLeg};
 
 use crate::algorithm::{Algorithm, AlgorithmWork, MAX_NOW};
 use crate::clock::Clock;
