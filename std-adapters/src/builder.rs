@@ -1,13 +1,16 @@
 //! One-line construction of limiters with real clocks, random seeds and sensible defaults.
 
 use crate::clock::QuantaClock;
+pub use multi::{IntoRates, MultiRateLimiter};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use traffik_core::{
     AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, OverflowPolicy,
-    Rate, RateParseError, Rollover, TableConfig, TableError,
+    Rate, RateParseError, Rates, RatesParseError, Rollover, TableConfig, TableError,
 };
+
+mod multi;
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
 pub type RateLimiter<K> = KeyedLimiter<K, AnyAlgorithm, QuantaClock>;
@@ -54,6 +57,10 @@ pub enum BuildError {
     Config(ConfigError),
     /// The table could not be sized.
     Table(TableError),
+    /// The rate list given to [`Builder::rates`] did not parse.
+    Rates(RatesParseError),
+    /// [`Builder::rates`] gave several rates: build with [`Builder::build_multi`].
+    MultipleRates,
 }
 
 impl fmt::Display for BuildError {
@@ -63,6 +70,10 @@ impl fmt::Display for BuildError {
             BuildError::Rate(e) => write!(f, "invalid rate: {e}"),
             BuildError::Config(e) => write!(f, "invalid limiter configuration: {e}"),
             BuildError::Table(e) => write!(f, "invalid table configuration: {e}"),
+            BuildError::Rates(e) => write!(f, "invalid rate list: {e}"),
+            BuildError::MultipleRates => {
+                f.write_str("several rates given: build them together with .build_multi()")
+            }
         }
     }
 }
@@ -74,6 +85,8 @@ impl std::error::Error for BuildError {
             BuildError::Rate(e) => Some(e),
             BuildError::Config(e) => Some(e),
             BuildError::Table(e) => Some(e),
+            BuildError::Rates(e) => Some(e),
+            BuildError::MultipleRates => None,
         }
     }
 }
@@ -98,6 +111,7 @@ pub struct Builder {
     capacity: usize,
     overflow: OverflowPolicy,
     shards: Option<usize>,
+    rates: Option<Result<Rates, RatesParseError>>,
 }
 
 /// A new [`Builder`] with the defaults: GCRA, burst equal to the limit, room for
@@ -110,6 +124,7 @@ pub fn builder() -> Builder {
         capacity: DEFAULT_CAPACITY,
         overflow: OverflowPolicy::default(),
         shards: None,
+        rates: None,
     }
 }
 
@@ -193,11 +208,27 @@ impl Builder {
     }
 
     fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
-        let rate = self
-            .rate
-            .ok_or(BuildError::MissingRate)?
-            .map_err(BuildError::Rate)?;
+        let rate = match (self.rate, self.rates) {
+            (Some(rate), _) => rate.map_err(BuildError::Rate)?,
+            (None, Some(rates)) => match rates.map_err(BuildError::Rates)?.as_slice() {
+                [one] => *one,
+                _ => return Err(BuildError::MultipleRates),
+            },
+            (None, None) => return Err(BuildError::MissingRate),
+        };
         AnyAlgorithm::new(self.algorithm, rate, self.burst).map_err(BuildError::Config)
+    }
+
+    /// The table configuration: capacity, shards, overflow policy and fresh random seeds.
+    fn table_config(&self) -> TableConfig {
+        let shards = self.shards.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            TableConfig::default_shards(self.capacity, cores)
+        });
+        let mut config = TableConfig::new(self.capacity, random_seeds());
+        config.shards = shards;
+        config.overflow = self.overflow;
+        config
     }
 
     /// A keyed limiter on the default clock.
@@ -211,14 +242,7 @@ impl Builder {
         clock: C,
     ) -> Result<KeyedLimiter<K, AnyAlgorithm, C>, BuildError> {
         let algorithm = self.algorithm_for()?;
-        let shards = self.shards.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            TableConfig::default_shards(self.capacity, cores)
-        });
-        let mut config = TableConfig::new(self.capacity, random_seeds());
-        config.shards = shards;
-        config.overflow = self.overflow;
-        KeyedLimiter::new(algorithm, clock, config).map_err(BuildError::Table)
+        KeyedLimiter::new(algorithm, clock, self.table_config()).map_err(BuildError::Table)
     }
 
     /// A single-key limiter on the default clock.

@@ -33,7 +33,9 @@ pub mod route;
 mod sync;
 pub mod wait;
 
-pub use builder::{builder, BuildError, Builder, DirectLimiter, IntoRate, RateLimiter};
+pub use builder::{
+    builder, BuildError, Builder, DirectLimiter, IntoRate, IntoRates, MultiRateLimiter, RateLimiter,
+};
 pub use clock::QuantaClock;
 
 /// The whole engine, for its modules and anything not re-exported below (for example
@@ -59,6 +61,11 @@ pub use traffik_core::{Limiter, StateCell};
 // Many keys: the sharded table and its keys.
 pub use traffik_core::{
     Hashed, Key, KeyHasher, KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats,
+};
+// Several limits at once, all or nothing.
+pub use traffik_core::{
+    check_all, CellLeg, Leg, MultiKeyed, Rates, RatesError, RatesParseError, RatesParseErrorKind,
+    Receipt, TableLeg, MAX_RATES,
 };
 // The contract every backend (in-process table, Redis, ...) implements.
 pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};
