@@ -83,6 +83,20 @@ impl LoadedScript {
     }
 }
 
+/// The multi-limit GCRA script (all limits or none) for `params`: per limit, in key order, its
+/// unit, interval, tolerance and burst. Returns the body and its SHA1.
+pub(crate) fn multi_gcra(params: &[u64]) -> (String, String) {
+    let literals = params
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let main = include_str!("lua/multi_gcra.lua").replace("{{PARAMS}}", &literals);
+    let body = format!("{}\n{main}", prelude_for(&main));
+    let sha = redis::Script::new(&body).get_hash().to_owned();
+    (body, sha)
+}
+
 /// The prelude with only the helper sections (`--@ name`) that `main` calls, directly or through
 /// another included helper; the text before the first section is always kept.
 fn prelude_for(main: &str) -> String {
