@@ -111,3 +111,55 @@ fn multi_checks_never_over_admit_a_limit_tight_b() {
 fn multi_checks_never_over_admit_a_limit_both_tight() {
     three_way(1, 1);
 }
+
+/// The same through keyed tables, where a leg may place a new key (and its refund then
+/// restores the fresh state): two per-user-and-per-tenant checks and a per-user check race
+/// on a fresh user and tenant.
+#[test]
+fn keyed_multi_checks_never_over_admit() {
+    // The table's clock is a `std` Arc (a `Clock`); loom sees only the table's atomics.
+    use std::sync::Arc;
+    use traffik_core::{KeyedLimiter, ManualClock, TableConfig};
+    type Table = KeyedLimiter<u64, Gcra, Arc<ManualClock>>;
+    fn table(clock: &Arc<ManualClock>, burst: u64) -> Arc<Table> {
+        let mut config = TableConfig::new(1, [1, 2, 3, 4]);
+        config.shards = 1;
+        let gcra = Gcra::with_burst(Rate::per_second(1), burst).unwrap();
+        Arc::new(KeyedLimiter::new(gcra, Arc::clone(clock), config).unwrap())
+    }
+    traffik_loom_tests::explore("multi-keyed", || {
+        let clock = Arc::new(ManualClock::new());
+        let users = table(&clock, 2);
+        let tenants = table(&clock, 1);
+        let multi = |users: &Arc<Table>, tenants: &Arc<Table>| {
+            let (u, t) = (Arc::clone(users), Arc::clone(tenants));
+            thread::spawn(move || check_all(&[u.leg(&1), t.leg(&9)], 1).unwrap().is_allowed())
+        };
+        let first = multi(&users, &tenants);
+        let second = multi(&users, &tenants);
+        let single = {
+            let u = Arc::clone(&users);
+            thread::spawn(move || u.check(&1, 1).unwrap().is_allowed())
+        };
+        let (first, second, single) = (
+            first.join().unwrap(),
+            second.join().unwrap(),
+            single.join().unwrap(),
+        );
+        let on_tenant = u64::from(first) + u64::from(second);
+        let on_user = on_tenant + u64::from(single);
+        let denied_multi = u64::from(!first) + u64::from(!second);
+        assert_eq!(
+            on_tenant, 1,
+            "the tenant's burst of 1 admits exactly one multi-check"
+        );
+        assert!(on_user <= 2, "the user over-admitted: {on_user}");
+        // At a fixed time, a burst-b GCRA has `b - standing` left.
+        let user_standing = 2 - users.peek(&1).remaining();
+        assert!(
+            user_standing >= on_user && user_standing <= on_user + denied_multi,
+            "user: {user_standing} standing, {on_user} admitted"
+        );
+        assert_eq!(tenants.peek(&9).remaining(), 0);
+    });
+}
