@@ -195,3 +195,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `MultiKeyed::check` (a loop over tables) gives exactly the decisions of `check_all` over
+    /// cells (the recursion the model test checks), for several keys and random costs.
+    #[test]
+    fn multi_keyed_matches_check_all(
+        specs in prop::collection::vec((1u64..20, 1u64..5, 1u64..20), 1..4),
+        ops in prop::collection::vec((0u64..400_000_000, 1u64..4, 0u64..3), 1..60),
+    ) {
+        let clock = ManualClock::new();
+        let algs: Vec<Gcra> = specs
+            .iter()
+            .map(|&(limit, secs, burst)| {
+                Gcra::with_burst(Rate::from_nanos(limit, secs * SEC).unwrap(), burst).unwrap()
+            })
+            .collect();
+        let config = TableConfig::new(16, [5, 6, 7, 8]);
+        let multi: MultiKeyed<u64, _, _> = MultiKeyed::new(
+            algs.iter().map(|&a| KeyedLimiter::new(a, &clock, config).unwrap()).collect(),
+        );
+        let cells: Vec<Vec<StateCell>> =
+            (0..3).map(|_| algs.iter().map(|_| StateCell::new()).collect()).collect();
+        for (advance, cost, key) in ops {
+            clock.advance_nanos(advance);
+            let legs: Vec<CellLeg<'_, Gcra, ManualClock>> = cells[key as usize]
+                .iter()
+                .zip(&algs)
+                .map(|(cell, algorithm)| CellLeg { cell, algorithm, clock: &clock })
+                .collect();
+            prop_assert_eq!(multi.check(&key, cost), check_all(&legs, cost));
+        }
+    }
+}

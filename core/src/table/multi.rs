@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::Key;
 use crate::multi::{check_each, Leg, Receipt};
+use crate::rates::MAX_RATES;
 use alloc::vec::Vec;
 use core::future::{ready, Future};
 
@@ -50,6 +51,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     /// The check of `check_with`, also returning what it wrote and where.
+    #[inline]
     fn charge_with<G: Algorithm>(
         &self,
         algorithm: &G,
@@ -206,14 +208,49 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> MultiKeyed<K, A, C> {
     }
 
     /// Checks `cost` for `key` against every limit, all or nothing.
+    #[inline]
     pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CheckError> {
-        // Every table encodes keys with its own hasher, so each leg encodes for itself.
-        check_each(
-            &|i: usize| self.tables[i].leg(key),
-            0,
-            self.tables.len(),
-            cost,
-        )
+        if self.tables.len() > MAX_RATES {
+            // Every table encodes keys with its own hasher, so each leg encodes for itself.
+            return check_each(
+                &|i: usize| self.tables[i].leg(key),
+                0,
+                self.tables.len(),
+                cost,
+            );
+        }
+        // The same as `check_each`, as a loop with the receipts in an array.
+        let mut receipts: [Option<Receipt>; MAX_RATES] = [None; MAX_RATES];
+        let mut binding: Option<Decision> = None;
+        let mut reset = 0;
+        for (i, table) in self.tables.iter().enumerate() {
+            let leg = table.leg(key);
+            let outcome = leg.charge(cost);
+            let decision = match outcome {
+                Ok((d, receipt)) if d.is_allowed() => {
+                    receipts[i] = receipt;
+                    d
+                }
+                _ => {
+                    // Refund what this check charged, latest first.
+                    for (j, receipt) in receipts[..i].iter().enumerate().rev() {
+                        if let Some(r) = receipt {
+                            self.tables[j].leg(key).refund(*r);
+                        }
+                    }
+                    return outcome.map(|(d, _)| d);
+                }
+            };
+            // The least left, the earliest on a tie (as `check_all` combines).
+            if binding.is_none_or(|b| decision.remaining() < b.remaining()) {
+                binding = Some(decision);
+            }
+            reset = reset.max(decision.reset_after_nanos());
+        }
+        Ok(match binding {
+            Some(b) => Decision::allow(b.limit(), b.remaining(), reset),
+            None => Decision::allow(u64::MAX, u64::MAX, 0),
+        })
     }
 
     /// What is left for `key` under the tightest limit, without charging.
