@@ -28,8 +28,16 @@
 //!   stack and restores a state that was in the cell before: the cell is exactly as if the
 //!   refunded check had never run. A skipped refund leaves a charge that no admitted check
 //!   needed, which by the algorithms' monotonicity can only make later decisions stricter.
-//!   The loom model `multi` in `loom-tests` checks this for every interleaving of three
-//!   concurrent multi-checks.
+//!   The loom models in `loom-tests/tests/multi.rs` check this for every interleaving of
+//!   three concurrent checks (two multi-checks in opposite orders and a single check), on
+//!   cells and on keyed tables.
+//!
+//!   What the proof needs of an algorithm: a charge always changes the word, and never back to
+//!   a word the cell held while that charge stands. Every algorithm in this crate meets it; the
+//!   window algorithms store their window index truncated, so there a word could recur only
+//!   after the index wraps (at least 2^51 ns, about 26 days, of windows; see the window
+//!   docs) while a refund is pending. A custom [`Algorithm`] whose charge can leave the word
+//!   unchanged should not be used in a multi-check.
 //! * **A denied multi-check charges nothing, unless it raced.** It leaves a charge only on a
 //!   limit whose word another check changed in the few nanoseconds between this check's charge
 //!   and its refund; then it leaves at most its own `cost` on that limit (for GCRA, `cost * T`
