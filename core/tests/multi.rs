@@ -5,9 +5,10 @@
 use core::time::Duration;
 use proptest::prelude::*;
 use traffik_core::{
-    check_all, CellLeg, Gcra, KeyedLimiter, Leg, Limiter, ManualClock, MultiKeyed, Rate, StateCell,
-    TableConfig, TokenBucket,
+    check_all, CellLeg, Gcra, Leg, Limiter, ManualClock, Rate, StateCell, TokenBucket,
 };
+#[cfg(feature = "alloc")]
+use traffik_core::{KeyedLimiter, MultiKeyed, TableConfig};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -68,6 +69,7 @@ fn admitted_decision_is_the_binding_limit() {
     assert_eq!(a.peek().remaining(), 9);
 }
 
+#[cfg(feature = "alloc")]
 #[test]
 fn per_user_and_per_tenant_tables() {
     let clock = ManualClock::new();
@@ -93,6 +95,7 @@ fn per_user_and_per_tenant_tables() {
     assert_eq!(users.peek("cat").remaining(), 4);
 }
 
+#[cfg(feature = "alloc")]
 #[test]
 fn multi_keyed_is_an_async_limiter() {
     use traffik_core::AsyncLimiter;
@@ -196,6 +199,7 @@ proptest! {
     }
 }
 
+#[cfg(feature = "alloc")]
 proptest! {
     /// `MultiKeyed::check` (a loop over tables) gives exactly the decisions of `check_all` over
     /// cells (the recursion the model test checks), for several keys and random costs.
