@@ -8,7 +8,9 @@ mod support;
 use std::collections::HashMap;
 
 use support::{RedisCluster, RedisServer, Rng};
-use traffik_core::{check_all, CellLeg, Gcra, ManualClock, Rate, StateCell};
+use traffik_core::{
+    check_all, CellLeg, ErrorKind, Gcra, LimiterError, ManualClock, Rate, StateCell,
+};
 use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisMultiLimiter, Target};
 
 const SEC: u64 = 1_000_000_000;
@@ -175,4 +177,64 @@ async fn runs_on_a_cluster() {
         assert_eq!(later, 2, "{key}: the per-minute limit binds");
         assert_eq!(b.check_at(key, 0, t + SEC).await.unwrap().remaining(), 0);
     }
+}
+
+fn node_id(node: &RedisServer) -> String {
+    let reply = node.raw(&["CLUSTER", "MYID"]);
+    reply.lines().nth(1).unwrap().trim().to_owned()
+}
+
+/// A slot migrates under a running multi-limiter. While it migrates, Redis refuses a multi-key
+/// command on it whose keys are not all on one side (`TRYAGAIN`, through `ASK` to the target):
+/// the check fails as a server error that charged nothing. Once moved, the stale slot map meets
+/// `MOVED`, which is followed: the check runs once, on the new owner, and charges both limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_moved_and_ask() {
+    let cluster = RedisCluster::start();
+    let target = || Target::cluster(cluster.urls());
+    let a = limiter(target(), Rate::per_hour(10), 10, "mig-a").await;
+    let b = limiter(target(), Rate::per_hour(5), 5, "mig-b").await;
+    let multi = RedisMultiLimiter::new(vec![a.clone(), b]).unwrap();
+    let keys = multi.redis_keys(b"migrating");
+    let name = std::str::from_utf8(&keys[0]).unwrap().to_owned();
+    let slot = cluster.nodes[0].raw(&["CLUSTER", "KEYSLOT", &name]);
+    let slot = slot.trim().trim_start_matches(':').to_owned();
+    // The owner of an empty slot: the node that does not redirect a read of it.
+    let from = (0..3)
+        .find(|&i| cluster.nodes[i].raw(&["EXISTS", &name]).starts_with(':'))
+        .unwrap();
+    let to = (from + 1) % 3;
+    let (from_id, to_id) = (node_id(&cluster.nodes[from]), node_id(&cluster.nodes[to]));
+    let evalsha_on = |i: usize| support::command_calls(cluster.nodes[i].port, "evalsha");
+    let set = |i: usize, args: &[&str]| {
+        let mut cmd = vec!["CLUSTER", "SETSLOT", &slot];
+        cmd.extend_from_slice(args);
+        let reply = cluster.nodes[i].raw(&cmd);
+        assert!(reply.starts_with("+OK"), "{cmd:?}: {reply}");
+    };
+    let t = 1_700_000_000 * SEC;
+    set(to, &["IMPORTING", &from_id]);
+    set(from, &["MIGRATING", &to_id]);
+    let err = multi.check_at("migrating", 1, t).await.unwrap_err();
+    assert!(format!("{err:?}").contains("TryAgain"), "{err:?}");
+    assert_eq!(LimiterError::kind(&err), ErrorKind::NotCharged);
+
+    set(to, &["NODE", &to_id]);
+    set(from, &["NODE", &to_id]);
+    set(3 - from - to, &["NODE", &to_id]);
+    let (from_before, to_before) = (evalsha_on(from), evalsha_on(to));
+    // Nothing was charged during the migration: a cost of 2 leaves 3 of 5.
+    let d = multi.check_at("migrating", 2, t).await.unwrap();
+    assert_eq!((d.limit(), d.remaining()), (5, 3));
+    assert_eq!(
+        evalsha_on(from) - from_before,
+        0,
+        "the old owner ran nothing"
+    );
+    assert_eq!(
+        evalsha_on(to) - to_before,
+        1,
+        "the new owner ran the check once"
+    );
+    assert_eq!(a.check_at("migrating", 0, t).await.unwrap().remaining(), 8);
 }

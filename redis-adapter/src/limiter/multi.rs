@@ -9,6 +9,7 @@ use traffik_core::{AsyncLimiter, Decision};
 
 use super::{Now, RedisLimiter};
 use crate::config::RedisAlgorithm;
+use crate::connection::{is_unknown_node, Conn, Redirect, MAX_REDIRECTS};
 use crate::error::RedisLimiterError;
 use crate::reply::{bad_reply, is_noscript, parse_reply};
 use crate::scripts::multi_gcra;
@@ -22,8 +23,9 @@ use crate::scripts::multi_gcra;
 /// `<prefix>:{<key>}:<algorithm>`, so all the keys of one check share the hash tag `{<key>}`
 /// and one Redis Cluster slot, as a multi-key script requires. The check goes over the first
 /// limiter's connection, with its timeout and time source; the limiters' near caches are not
-/// used. A cluster's `MOVED`/`ASK` redirections are not followed (they fail the check as a
-/// server error, nothing charged); the single-limit checks follow them.
+/// used. On a cluster, `MOVED` and `ASK` redirections are followed as for single checks; while
+/// a slot migrates, Redis refuses a multi-key script whose keys are not all on one side
+/// (`TRYAGAIN`), which fails the check as [`RedisLimiterError::Server`] with nothing charged.
 ///
 /// Decisions are those of `traffik_core::check_all` over the same limits in the same order:
 /// the first limit that denies answers; admitted, the limit with the least left answers, with
@@ -176,19 +178,43 @@ impl RedisMultiLimiter {
         if let Err(unsent) = first.ready(&conn, deadline).await {
             return Err(unsent.error_for(&keys[0], timeout));
         }
-        let mut by_sha = true;
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
+        // As `RedisLimiter`'s single check: resend only what a server refused without running
+        // it (`NOSCRIPT`, and on a cluster `MOVED`/`ASK`, up to `MAX_REDIRECTS`).
         loop {
             let cmd = self.command(by_sha, &keys, cost, now);
-            match tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await {
+            let sent = match &redirect {
+                None => tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await,
+                Some(to) => tokio::time::timeout_at(deadline, conn.send_redirected(&cmd, to)).await,
+            };
+            let err = match sent {
                 Err(_) => return Err(first.timed_out()),
                 // The script never ran: sending its body is safe.
-                Ok(Ok(v)) if by_sha && is_noscript(&v) => by_sha = false,
-                Ok(Ok(v)) => return self.finish(&keys[0], v),
-                Ok(Err(e)) if by_sha && e.kind() == redis::ErrorKind::NoScriptError => {
+                Ok(Ok(v)) if by_sha && is_noscript(&v) => {
                     by_sha = false;
+                    continue;
                 }
-                Ok(Err(e)) => return Err(RedisLimiterError::from_redis(e, &label)),
+                Ok(Ok(v)) => return self.finish(&keys[0], v),
+                Ok(Err(e)) => e,
+            };
+            if by_sha && err.kind() == redis::ErrorKind::NoScriptError {
+                by_sha = false;
+                continue;
             }
+            if cluster && redirects < MAX_REDIRECTS {
+                if let Some(to) = Redirect::of(&err) {
+                    redirects += 1;
+                    redirect = Some(to);
+                    continue;
+                }
+                if matches!(redirect, Some(Redirect::Moved(_))) && is_unknown_node(&err) {
+                    redirects += 1;
+                    redirect = None;
+                    continue;
+                }
+            }
+            return Err(RedisLimiterError::from_redis(err, &label));
         }
     }
 
