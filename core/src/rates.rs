@@ -120,7 +120,8 @@ impl<'a> IntoIterator for &'a Rates {
 }
 
 /// Displays the members in [`Rate`]'s canonical form, separated by `", "`: `10/s, 1000/h`.
-/// The output parses back to the same list.
+/// The output parses back to the same list (unless it holds a zero-limit rate, which only
+/// `Rate`'s `const` constructors make and which does not parse back on its own either).
 impl fmt::Display for Rates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, rate) in self.iter().enumerate() {
