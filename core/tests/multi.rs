@@ -232,3 +232,61 @@ proptest! {
         }
     }
 }
+
+/// Real threads on real atomics (the table's inline 128-bit CAS): four threads race
+/// multi-checks in both orders and single checks at a fixed time. No limit admits more than
+/// its burst, and each limit's standing charge is at least what was admitted and at most one more per denied
+/// multi-check.
+#[cfg(feature = "alloc")]
+#[test]
+fn threads_never_over_admit() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let clock = ManualClock::starting_at(7 * SEC);
+    let config = TableConfig::new(64, [3, 1, 4, 1]);
+    let a: KeyedLimiter<u64, _, _> =
+        KeyedLimiter::new(Gcra::new(Rate::per_hour(300)).unwrap(), &clock, config).unwrap();
+    let b: KeyedLimiter<u64, _, _> =
+        KeyedLimiter::new(Gcra::new(Rate::per_hour(500)).unwrap(), &clock, config).unwrap();
+    let (multi_ok, multi_no, single_ok) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (a, b) = (&a, &b);
+            let (multi_ok, multi_no, single_ok) = (&multi_ok, &multi_no, &single_ok);
+            s.spawn(move || {
+                for i in 0..400u64 {
+                    if (i + t) % 5 == 0 {
+                        let ok = b.check(&1, 1).unwrap().is_allowed();
+                        single_ok.fetch_add(u64::from(ok), Ordering::Relaxed);
+                        continue;
+                    }
+                    let d = if t % 2 == 0 {
+                        check_all(&[a.leg(&1), b.leg(&1)], 1)
+                    } else {
+                        check_all(&[b.leg(&1), a.leg(&1)], 1)
+                    };
+                    let counter = if d.unwrap().is_allowed() {
+                        multi_ok
+                    } else {
+                        multi_no
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let (ok, no, single) = (
+        multi_ok.into_inner(),
+        multi_no.into_inner(),
+        single_ok.into_inner(),
+    );
+    assert!(ok <= 300, "A admitted {ok}");
+    assert!(ok + single <= 500, "B admitted {}", ok + single);
+    assert!(ok > 0 && no > 0, "{ok} admitted, {no} denied");
+    let standing_a = 300 - a.peek(&1).remaining();
+    let standing_b = 500 - b.peek(&1).remaining();
+    assert!(standing_a >= ok && standing_a <= ok + no, "A: {standing_a}");
+    assert!(
+        standing_b >= ok + single && standing_b <= ok + single + no,
+        "B: {standing_b}"
+    );
+}
