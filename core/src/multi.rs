@@ -39,8 +39,9 @@
 //!   docs) while a refund is pending. A custom [`Algorithm`] whose charge can leave the word
 //!   unchanged should not be used in a multi-check.
 //! * **A denied multi-check charges nothing, unless it raced.** It leaves a charge only on a
-//!   limit whose word another check changed in the few nanoseconds between this check's charge
-//!   and its refund; then it leaves at most its own `cost` on that limit (for GCRA, `cost * T`
+//!   limit whose word another check changed between this check's charge and its refund (the
+//!   time it takes to charge the following limits, longer only if the thread is preempted
+//!   there); then it leaves at most its own `cost` on that limit (for GCRA, `cost * T`
 //!   of extra wait that drains at the limit's rate like any charge). Nothing else ever stays.
 //! * Without contention (one thread per key, or sequential tests on a
 //!   [`ManualClock`](crate::ManualClock)) the result is exactly that of a single algorithm
