@@ -83,15 +83,19 @@ impl LoadedScript {
     }
 }
 
-/// The multi-limit GCRA script (all limits or none) for `params`: per limit, in key order, its
-/// unit, interval, tolerance and burst. Returns the body and its SHA1.
-pub(crate) fn multi_gcra(params: &[u64]) -> (String, String) {
-    let literals = params
+/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 for
+/// GCRA and the leaky bucket, 1 for the token bucket) and that algorithm's constants, as its own
+/// script names them. Returns the body and its SHA1.
+pub(crate) fn multi(limits: &[(u64, &[u64])]) -> (String, String) {
+    let literals = limits
         .iter()
-        .map(u64::to_string)
+        .map(|(kind, params)| {
+            let params: Vec<String> = params.iter().map(u64::to_string).collect();
+            format!("{{{kind}, {}}}", params.join(", "))
+        })
         .collect::<Vec<_>>()
         .join(", ");
-    let main = include_str!("lua/multi_gcra.lua").replace("{{PARAMS}}", &literals);
+    let main = include_str!("lua/multi.lua").replace("{{PARAMS}}", &literals);
     let body = format!("{}\n{main}", prelude_for(&main));
     let sha = redis::Script::new(&body).get_hash().to_owned();
     (body, sha)

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use support::{RedisCluster, RedisServer, Rng};
 use traffik_core::{
-    check_all, CellLeg, ErrorKind, Gcra, LimiterError, ManualClock, Rate, StateCell,
+    check_all, AnyAlgorithm, CellLeg, ErrorKind, Gcra, LimiterError, ManualClock, Rate, StateCell,
+    TokenBucket,
 };
 use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisMultiLimiter, Target};
 
@@ -27,31 +28,47 @@ async fn limiter(target: impl Into<Target>, rate: Rate, burst: u64, prefix: &str
 }
 
 /// Random arrivals and costs for three keys go to the script and to `check_all` over
-/// in-process cells at the same instants: every decision is identical. Emission intervals are
-/// at least half a second, so no key's TTL can run out on Redis's wall clock while the test
-/// (well under that) runs and the core still holds state.
+/// in-process cells at the same instants: every decision is identical, for GCRA and token
+/// bucket limits mixed in any order. Refill intervals are at least half a second, so no key's
+/// TTL can run out on Redis's wall clock while the test (well under that) runs and the core
+/// still holds state.
 #[tokio::test]
 async fn decides_like_check_all() {
     let server = RedisServer::start();
     let specs = [
-        (Rate::per_minute(10), 4),
-        (Rate::per_hour(30), 12),
-        (Rate::per_second(2), 3),
+        (RedisAlgorithm::Gcra, Rate::per_minute(10), 4),
+        (RedisAlgorithm::TokenBucket, Rate::per_hour(30), 12),
+        (RedisAlgorithm::Gcra, Rate::per_second(2), 3),
+        (RedisAlgorithm::TokenBucket, Rate::per_minute(6), 3),
     ];
     let mut rng = Rng(0x006d_756c_7469);
-    for round in 0..3u64 {
-        let mut limiters = Vec::new();
-        for (i, &(rate, burst)) in specs.iter().enumerate() {
-            limiters.push(limiter(server.url(), rate, burst, &format!("m{round}-{i}")).await);
-        }
-        // Each round leaves one limit out, so orders and pairs vary.
-        let chosen: Vec<usize> = (0..3).filter(|&i| i as u64 != round).collect();
-        let picked: Vec<RedisLimiter> = chosen.iter().map(|&i| limiters[i].clone()).collect();
-        let multi = RedisMultiLimiter::new(picked).unwrap();
-        let algs: Vec<Gcra> = chosen
-            .iter()
-            .map(|&i| Gcra::with_burst(specs[i].0, specs[i].1).unwrap())
+    for round in 0..4u64 {
+        // Each round leaves one limit out and takes the others from a rotated start, so
+        // kinds, orders and pairs vary.
+        let chosen: Vec<usize> = (0..4)
+            .map(|j| (j + round as usize) % 4)
+            .filter(|&i| i as u64 != (round + 2) % 4)
             .collect();
+        let mut picked = Vec::new();
+        let mut algs = Vec::new();
+        for &i in &chosen {
+            let (alg, rate, burst) = specs[i];
+            picked.push(
+                RedisLimiter::builder(server.url())
+                    .rate(rate)
+                    .algorithm(alg)
+                    .burst(burst)
+                    .prefix(format!("m{round}-{i}"))
+                    .build()
+                    .await
+                    .unwrap(),
+            );
+            algs.push(match alg {
+                RedisAlgorithm::Gcra => AnyAlgorithm::Gcra(Gcra::with_burst(rate, burst).unwrap()),
+                _ => AnyAlgorithm::TokenBucket(TokenBucket::with_capacity(rate, burst).unwrap()),
+            });
+        }
+        let multi = RedisMultiLimiter::new(picked).unwrap();
         let base = 1_700_000_000 * SEC + rng.below(86_400 * SEC);
         let clock = ManualClock::starting_at(base);
         let mut cells: HashMap<&str, Vec<StateCell>> = HashMap::new();
@@ -68,7 +85,7 @@ async fn decides_like_check_all() {
             let cells = cells
                 .entry(key)
                 .or_insert_with(|| algs.iter().map(|_| StateCell::new()).collect());
-            let legs: Vec<CellLeg<'_, Gcra, ManualClock>> = cells
+            let legs: Vec<CellLeg<'_, AnyAlgorithm, ManualClock>> = cells
                 .iter()
                 .zip(&algs)
                 .map(|(cell, algorithm)| CellLeg {

@@ -1,4 +1,4 @@
-//! [`RedisMultiLimiter`]: several GCRA limits on the same keys, decided and written by one
+//! [`RedisMultiLimiter`]: several limits on the same keys, decided and written by one
 //! script, all or nothing.
 
 use std::fmt;
@@ -12,14 +12,14 @@ use crate::config::RedisAlgorithm;
 use crate::connection::{is_unknown_node, Conn, Redirect, MAX_REDIRECTS};
 use crate::error::RedisLimiterError;
 use crate::reply::{bad_reply, is_noscript, parse_reply};
-use crate::scripts::multi_gcra;
+use crate::scripts::multi;
 
 /// Several limits on the same keys (for example `10/s` and `1000/h`), checked by one Lua script
 /// that decides every limit and then writes all of them or none: on Redis the check is truly
 /// atomic, so a denied check never charges anything, even under contention.
 ///
-/// Made from [`RedisLimiter`]s built as usual, one per limit, each with GCRA or the leaky
-/// bucket and its own prefix. A key's state under every limit is
+/// Made from [`RedisLimiter`]s built as usual, one per limit, each with GCRA, the leaky bucket
+/// or the token bucket, and its own prefix. A key's state under every limit is
 /// `<prefix>:{<key>}:<algorithm>`, so all the keys of one check share the hash tag `{<key>}`
 /// and one Redis Cluster slot, as a multi-key script requires. The check goes over the first
 /// limiter's connection, with its timeout and time source; the limiters' near caches are not
@@ -50,28 +50,29 @@ impl RedisMultiLimiter {
     ///
     /// # Errors
     ///
-    /// [`RedisLimiterError::Config`] for no limiter, a limiter that is not GCRA or the leaky
-    /// bucket, an unlimited one, or two that share their keys (same prefix and algorithm).
+    /// [`RedisLimiterError::Config`] for no limiter, a limiter that is not GCRA, the leaky
+    /// bucket or the token bucket, an unlimited one, or two that share their keys (same prefix and algorithm).
     pub fn new(limiters: Vec<RedisLimiter>) -> Result<Self, RedisLimiterError> {
         if limiters.is_empty() {
             return Err(RedisLimiterError::config(
                 "a multi-limit needs at least one limiter",
             ));
         }
-        let mut params = Vec::with_capacity(limiters.len() * 4);
+        let mut kinds = Vec::with_capacity(limiters.len());
         let mut capacities = Vec::with_capacity(limiters.len());
         for (i, l) in limiters.iter().enumerate() {
             let inner = &l.inner;
-            if !matches!(
-                inner.algorithm,
-                RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket
-            ) {
-                return Err(RedisLimiterError::config(format!(
-                    "limiter {i} uses {:?}: a multi-limit on Redis takes GCRA or the leaky bucket",
-                    inner.algorithm
-                )));
-            }
-            if inner.plan.unlimited || inner.plan.params.len() != 4 {
+            let (kind, params) = match inner.algorithm {
+                RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket => (0, 4),
+                RedisAlgorithm::TokenBucket => (1, 5),
+                other => {
+                    return Err(RedisLimiterError::config(format!(
+                        "limiter {i} uses {other:?}: a multi-limit on Redis takes GCRA, the leaky \
+                         bucket or the token bucket"
+                    )))
+                }
+            };
+            if inner.plan.unlimited || inner.plan.params.len() != params {
                 return Err(RedisLimiterError::config(format!(
                     "limiter {i} is unlimited: leave it out of the multi-limit"
                 )));
@@ -84,10 +85,15 @@ impl RedisMultiLimiter {
                     "limiter {i} shares its keys with an earlier one: give each its own prefix"
                 )));
             }
-            params.extend_from_slice(&inner.plan.params);
+            kinds.push(kind);
             capacities.push(inner.plan.capacity);
         }
-        let (body, sha) = multi_gcra(&params);
+        let limits: Vec<(u64, &[u64])> = kinds
+            .iter()
+            .zip(&limiters)
+            .map(|(&kind, l)| (kind, l.inner.plan.params.as_slice()))
+            .collect();
+        let (body, sha) = multi(&limits);
         Ok(RedisMultiLimiter {
             limiters,
             capacities,
