@@ -22,7 +22,7 @@ use crate::sync::{AtomicU64, Ordering};
 /// ```
 #[derive(Debug, Default)]
 pub struct StateCell {
-    state: AtomicU64,
+    pub(crate) state: AtomicU64,
 }
 
 impl StateCell {

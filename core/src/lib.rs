@@ -53,8 +53,10 @@ pub mod gcra;
 pub mod key;
 pub mod limiter;
 pub mod live;
+pub mod multi;
 pub mod quota;
 pub mod rate;
+pub mod rates;
 pub mod rollover;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
@@ -79,11 +81,16 @@ pub use gcra::{Gcra, LeakyBucket};
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use live::{Live, LiveError};
+pub use multi::{check_all, CellLeg, Leg, Receipt};
 pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+pub use rates::{Rates, RatesError, RatesParseError, RatesParseErrorKind, MAX_RATES};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use table::{KeyedLimiter, OverflowPolicy, QuotaLimiter, TableConfig, TableError, TableStats};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use table::{MultiKeyed, TableLeg};
 pub use token_bucket::TokenBucket;

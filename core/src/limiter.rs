@@ -72,6 +72,11 @@ impl<A: Algorithm, C: Clock> Limiter<A, C> {
     pub fn clock(&self) -> &C {
         &self.clock
     }
+
+    /// The state cell (for multi-limit checks).
+    pub(crate) fn cell(&self) -> &StateCell {
+        &self.cell
+    }
 }
 
 impl<A: Algorithm + Copy + SharedState, C: Clock> Limiter<Live<A>, C> {

@@ -341,7 +341,7 @@ pub struct RateParseError {
 }
 
 impl RateParseError {
-    const fn new(kind: RateParseErrorKind, position: usize) -> Self {
+    pub(crate) const fn new(kind: RateParseErrorKind, position: usize) -> Self {
         RateParseError { kind, position }
     }
 

@@ -17,6 +17,9 @@ use crate::near_cache::{NearCache, NearCacheStats};
 use crate::reply::{bad_reply, is_noscript, parse_reply, Failure, Reply};
 use crate::scripts::LoadedScript;
 
+mod multi;
+pub use multi::RedisMultiLimiter;
+
 struct Inner {
     conn: Conn,
     script: LoadedScript,

@@ -83,6 +83,24 @@ impl LoadedScript {
     }
 }
 
+/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 for
+/// GCRA and the leaky bucket, 1 for the token bucket) and that algorithm's constants, as its own
+/// script names them. Returns the body and its SHA1.
+pub(crate) fn multi(limits: &[(u64, &[u64])]) -> (String, String) {
+    let literals = limits
+        .iter()
+        .map(|(kind, params)| {
+            let params: Vec<String> = params.iter().map(u64::to_string).collect();
+            format!("{{{kind}, {}}}", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let main = include_str!("lua/multi.lua").replace("{{PARAMS}}", &literals);
+    let body = format!("{}\n{main}", prelude_for(&main));
+    let sha = redis::Script::new(&body).get_hash().to_owned();
+    (body, sha)
+}
+
 /// The prelude with only the helper sections (`--@ name`) that `main` calls, directly or through
 /// another included helper; the text before the first section is always kept.
 fn prelude_for(main: &str) -> String {

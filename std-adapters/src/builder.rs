@@ -1,14 +1,17 @@
 //! One-line construction of limiters with real clocks, random seeds and sensible defaults.
 
 use crate::clock::QuantaClock;
+pub use multi::{IntoRates, MultiRateLimiter};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use traffik_core::{
     AlgorithmKind, AnyAlgorithm, Clock, ConfigError, Key, KeyedLimiter, Limiter, Live,
-    OverflowPolicy, QuotaError, QuotaLimiter, Quotas, Rate, RateParseError, Rollover, TableConfig,
-    TableError, Tiers,
+    OverflowPolicy, QuotaError, QuotaLimiter, Quotas, Rate, RateParseError, Rates, RatesParseError,
+    Rollover, TableConfig, TableError, Tiers,
 };
+
+mod multi;
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
 pub type RateLimiter<K> = KeyedLimiter<K, AnyAlgorithm, QuantaClock>;
@@ -68,6 +71,10 @@ pub enum BuildError {
     Table(TableError),
     /// The tiers could not be built.
     Quota(QuotaError),
+    /// The rate list given to [`Builder::rates`] did not parse.
+    Rates(RatesParseError),
+    /// [`Builder::rates`] gave several rates: build with [`Builder::build_multi`].
+    MultipleRates,
 }
 
 impl fmt::Display for BuildError {
@@ -78,6 +85,10 @@ impl fmt::Display for BuildError {
             BuildError::Config(e) => write!(f, "invalid limiter configuration: {e}"),
             BuildError::Table(e) => write!(f, "invalid table configuration: {e}"),
             BuildError::Quota(e) => write!(f, "invalid tiers: {e}"),
+            BuildError::Rates(e) => write!(f, "invalid rate list: {e}"),
+            BuildError::MultipleRates => {
+                f.write_str("several rates given: build them together with .build_multi()")
+            }
         }
     }
 }
@@ -90,6 +101,8 @@ impl std::error::Error for BuildError {
             BuildError::Config(e) => Some(e),
             BuildError::Table(e) => Some(e),
             BuildError::Quota(e) => Some(e),
+            BuildError::Rates(e) => Some(e),
+            BuildError::MultipleRates => None,
         }
     }
 }
@@ -114,6 +127,7 @@ pub struct Builder {
     capacity: usize,
     overflow: OverflowPolicy,
     shards: Option<usize>,
+    rates: Option<Result<Rates, RatesParseError>>,
 }
 
 /// A new [`Builder`] with the defaults: GCRA, burst equal to the limit, room for
@@ -126,6 +140,7 @@ pub fn builder() -> Builder {
         capacity: DEFAULT_CAPACITY,
         overflow: OverflowPolicy::default(),
         shards: None,
+        rates: None,
     }
 }
 
@@ -209,15 +224,21 @@ impl Builder {
     }
 
     fn rate_for(&self) -> Result<Rate, BuildError> {
-        self.rate
-            .ok_or(BuildError::MissingRate)?
-            .map_err(BuildError::Rate)
+        match (self.rate, self.rates) {
+            (Some(rate), _) => rate.map_err(BuildError::Rate),
+            (None, Some(rates)) => match rates.map_err(BuildError::Rates)?.as_slice() {
+                [one] => Ok(*one),
+                _ => Err(BuildError::MultipleRates),
+            },
+            (None, None) => Err(BuildError::MissingRate),
+        }
     }
 
     fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
         AnyAlgorithm::new(self.algorithm, self.rate_for()?, self.burst).map_err(BuildError::Config)
     }
 
+    /// The table configuration: capacity, shards, overflow policy and fresh random seeds.
     fn table_config(&self) -> TableConfig {
         let shards = self.shards.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -34,8 +34,8 @@ mod sync;
 pub mod wait;
 
 pub use builder::{
-    builder, BuildError, Builder, DirectLimiter, IntoRate, LiveDirectLimiter, LiveRateLimiter,
-    RateLimiter, TieredRateLimiter,
+    builder, BuildError, Builder, DirectLimiter, IntoRate, IntoRates, LiveDirectLimiter,
+    LiveRateLimiter, MultiRateLimiter, RateLimiter, TieredRateLimiter,
 };
 pub use clock::QuantaClock;
 
@@ -65,6 +65,11 @@ pub use traffik_core::{
 };
 // Per-key quotas, tiers, and algorithms that change while limiters run.
 pub use traffik_core::{Live, LiveError, QuotaError, QuotaLimiter, Quotas, SharedState, Tiers};
+// Several limits at once, all or nothing.
+pub use traffik_core::{
+    check_all, CellLeg, Leg, MultiKeyed, Rates, RatesError, RatesParseError, RatesParseErrorKind,
+    Receipt, TableLeg, MAX_RATES,
+};
 // The contract every backend (in-process table, Redis, ...) implements.
 pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};
 

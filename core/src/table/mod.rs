@@ -33,12 +33,14 @@
 //! (measured at one million keys; see BENCHMARKS.md).
 
 mod config;
+mod multi;
 mod place;
 mod quota;
 mod shard;
 mod slot;
 
 pub use config::{OverflowPolicy, TableConfig, TableError, TableStats};
+pub use multi::{MultiKeyed, TableLeg};
 pub use quota::QuotaLimiter;
 
 use crate::algorithm::{Algorithm, AlgorithmWork, AnyAlgorithm, MAX_NOW};

@@ -1,0 +1,266 @@
+//! [`RedisMultiLimiter`]: several limits on the same keys, decided and written by one
+//! script, all or nothing.
+
+use std::fmt;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Value};
+use traffik_core::{AsyncLimiter, Decision};
+
+use super::{Now, RedisLimiter};
+use crate::config::RedisAlgorithm;
+use crate::connection::{is_unknown_node, Conn, Redirect, MAX_REDIRECTS};
+use crate::error::RedisLimiterError;
+use crate::reply::{bad_reply, is_noscript, parse_reply};
+use crate::scripts::multi;
+
+/// Several limits on the same keys (for example `10/s` and `1000/h`), checked by one Lua script
+/// that decides every limit and then writes all of them or none: on Redis the check is truly
+/// atomic, so a denied check never charges anything, even under contention.
+///
+/// Made from [`RedisLimiter`]s built as usual, one per limit, each with GCRA, the leaky bucket
+/// or the token bucket, and its own prefix. A key's state under every limit is
+/// `<prefix>:{<key>}:<algorithm>`, so all the keys of one check share the hash tag `{<key>}`
+/// and one Redis Cluster slot, as a multi-key script requires. The check goes over the first
+/// limiter's connection, with its timeout and time source; the limiters' near caches are not
+/// used. On a cluster, `MOVED` and `ASK` redirections are followed as for single checks; while
+/// a slot migrates, Redis refuses a multi-key script whose keys are not all on one side
+/// (`TRYAGAIN`), which fails the check as [`RedisLimiterError::Server`] with nothing charged.
+///
+/// Decisions are those of `traffik_core::check_all` over the same limits in the same order:
+/// the first limit that denies answers; admitted, the limit with the least left answers, with
+/// the longest `reset_after`.
+pub struct RedisMultiLimiter {
+    limiters: Vec<RedisLimiter>,
+    capacities: Vec<u64>,
+    body: String,
+    sha: String,
+}
+
+impl fmt::Debug for RedisMultiLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisMultiLimiter")
+            .field("limiters", &self.limiters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisMultiLimiter {
+    /// The limits, checked in this order (put the one most likely to deny first).
+    ///
+    /// # Errors
+    ///
+    /// [`RedisLimiterError::Config`] for no limiter, a limiter that is not GCRA, the leaky
+    /// bucket or the token bucket, an unlimited one, or two that share their keys (same prefix and algorithm).
+    pub fn new(limiters: Vec<RedisLimiter>) -> Result<Self, RedisLimiterError> {
+        if limiters.is_empty() {
+            return Err(RedisLimiterError::config(
+                "a multi-limit needs at least one limiter",
+            ));
+        }
+        let mut kinds = Vec::with_capacity(limiters.len());
+        let mut capacities = Vec::with_capacity(limiters.len());
+        for (i, l) in limiters.iter().enumerate() {
+            let inner = &l.inner;
+            let (kind, params) = match inner.algorithm {
+                RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket => (0, 4),
+                RedisAlgorithm::TokenBucket => (1, 5),
+                other => {
+                    return Err(RedisLimiterError::config(format!(
+                        "limiter {i} uses {other:?}: a multi-limit on Redis takes GCRA, the leaky \
+                         bucket or the token bucket"
+                    )))
+                }
+            };
+            if inner.plan.unlimited || inner.plan.params.len() != params {
+                return Err(RedisLimiterError::config(format!(
+                    "limiter {i} is unlimited: leave it out of the multi-limit"
+                )));
+            }
+            if limiters[..i]
+                .iter()
+                .any(|o| o.redis_key(b"k") == l.redis_key(b"k"))
+            {
+                return Err(RedisLimiterError::config(format!(
+                    "limiter {i} shares its keys with an earlier one: give each its own prefix"
+                )));
+            }
+            kinds.push(kind);
+            capacities.push(inner.plan.capacity);
+        }
+        let limits: Vec<(u64, &[u64])> = kinds
+            .iter()
+            .zip(&limiters)
+            .map(|(&kind, l)| (kind, l.inner.plan.params.as_slice()))
+            .collect();
+        let (body, sha) = multi(&limits);
+        Ok(RedisMultiLimiter {
+            limiters,
+            capacities,
+            body,
+            sha,
+        })
+    }
+
+    /// The Redis keys one check of `key` touches, one per limit, all in one cluster slot.
+    pub fn redis_keys(&self, key: &[u8]) -> Vec<Vec<u8>> {
+        self.limiters.iter().map(|l| l.redis_key(key)).collect()
+    }
+
+    /// The limiters, one per limit.
+    pub fn limiters(&self) -> &[RedisLimiter] {
+        &self.limiters
+    }
+
+    fn first(&self) -> &RedisLimiter {
+        // `new` refuses an empty list.
+        &self.limiters[0]
+    }
+
+    /// Checks `cost` for `key` against every limit at the configured time source, charging all
+    /// of them or none.
+    pub async fn check(
+        &self,
+        key: impl AsRef<[u8]>,
+        cost: u64,
+    ) -> Result<Decision, RedisLimiterError> {
+        self.run(key.as_ref(), cost, self.first().now()).await
+    }
+
+    /// [`check`](Self::check) as if the time were `now_nanos` on the caller's clock.
+    pub async fn check_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        cost: u64,
+        now_nanos: u64,
+    ) -> Result<Decision, RedisLimiterError> {
+        self.run(key.as_ref(), cost, Now::Nanos(now_nanos)).await
+    }
+
+    /// What a check would say under the tightest limit, charging nothing.
+    pub async fn peek(&self, key: impl AsRef<[u8]>) -> Result<Decision, RedisLimiterError> {
+        self.check(key, 0).await
+    }
+
+    /// Forgets `key` under every limit.
+    pub async fn reset(&self, key: impl AsRef<[u8]>) -> Result<(), RedisLimiterError> {
+        for l in &self.limiters {
+            l.reset(key.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    fn command(&self, by_sha: bool, keys: &[Vec<u8>], cost: u64, now: Now) -> Cmd {
+        let mut cmd = if by_sha {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(&self.sha);
+            c
+        } else {
+            let mut c = redis::cmd("EVAL");
+            c.arg(&self.body);
+            c
+        };
+        cmd.arg(keys.len());
+        for k in keys {
+            cmd.arg(k);
+        }
+        cmd.arg(cost);
+        if let Now::Nanos(n) = now {
+            for l in &self.limiters {
+                let unit = l.inner.plan.unit;
+                cmd.arg(n / unit).arg(n % unit);
+            }
+        }
+        cmd
+    }
+
+    async fn run(&self, key: &[u8], cost: u64, now: Now) -> Result<Decision, RedisLimiterError> {
+        let first = self.first();
+        let timeout = first.inner.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let keys = self.redis_keys(key);
+        let label = String::from_utf8_lossy(&keys[0]).into_owned();
+        let mut conn = first.inner.conn.clone();
+        if let Err(unsent) = first.ready(&conn, deadline).await {
+            return Err(unsent.error_for(&keys[0], timeout));
+        }
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
+        // As `RedisLimiter`'s single check: resend only what a server refused without running
+        // it (`NOSCRIPT`, and on a cluster `MOVED`/`ASK`, up to `MAX_REDIRECTS`).
+        loop {
+            let cmd = self.command(by_sha, &keys, cost, now);
+            let sent = match &redirect {
+                None => tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await,
+                Some(to) => tokio::time::timeout_at(deadline, conn.send_redirected(&cmd, to)).await,
+            };
+            let err = match sent {
+                Err(_) => return Err(first.timed_out()),
+                // The script never ran: sending its body is safe.
+                Ok(Ok(v)) if by_sha && is_noscript(&v) => {
+                    by_sha = false;
+                    continue;
+                }
+                Ok(Ok(v)) => return self.finish(&keys[0], v),
+                Ok(Err(e)) => e,
+            };
+            if by_sha && err.kind() == redis::ErrorKind::NoScriptError {
+                by_sha = false;
+                continue;
+            }
+            if cluster && redirects < MAX_REDIRECTS {
+                if let Some(to) = Redirect::of(&err) {
+                    redirects += 1;
+                    redirect = Some(to);
+                    continue;
+                }
+                if matches!(redirect, Some(Redirect::Moved(_))) && is_unknown_node(&err) {
+                    redirects += 1;
+                    redirect = None;
+                    continue;
+                }
+            }
+            return Err(RedisLimiterError::from_redis(err, &label));
+        }
+    }
+
+    /// Parses the reply, whose limit is that of the limit that answered.
+    fn finish(&self, key: &[u8], reply: Value) -> Result<Decision, RedisLimiterError> {
+        let limit = match &reply {
+            Value::BulkString(b) if b.len() == 40 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(&b[8..16]);
+                let v = f64::from_le_bytes(raw);
+                self.capacities
+                    .iter()
+                    .copied()
+                    .find(|&c| c as f64 == v)
+                    .ok_or_else(|| {
+                        bad_reply(format!(
+                            "limit {v} in the reply is none of this multi-limit's"
+                        ))
+                    })?
+            }
+            // A too-big reply or an error: the parser reports it (any capacity will do).
+            _ => self.capacities[0],
+        };
+        parse_reply(reply, key, limit, 1)
+    }
+}
+
+/// Any byte-like key, as for [`RedisLimiter`].
+impl<K: AsRef<[u8]> + ?Sized + Sync> AsyncLimiter<K> for RedisMultiLimiter {
+    type Error = RedisLimiterError;
+
+    async fn check(&self, key: &K, cost: u64) -> Result<Decision, Self::Error> {
+        RedisMultiLimiter::check(self, key, cost).await
+    }
+
+    async fn peek(&self, key: &K) -> Result<Decision, Self::Error> {
+        RedisMultiLimiter::peek(self, key).await
+    }
+
+    async fn reset(&self, key: &K) -> Result<(), Self::Error> {
+        RedisMultiLimiter::reset(self, key).await
+    }
+}
