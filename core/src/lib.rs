@@ -38,6 +38,7 @@ extern crate alloc;
 
 pub(crate) mod sync;
 
+pub mod adaptive;
 pub mod algorithm;
 pub mod backend;
 pub mod cell;
@@ -57,9 +58,11 @@ pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod table;
+mod tat;
 pub mod token_bucket;
 mod window;
 
+pub use adaptive::{Adaptive, AdaptiveBuilder, AdaptiveDetails, AdaptiveError};
 pub use algorithm::{
     Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, Transition, Unlimited,
     MAX_NOW, STATE_BITS,
