@@ -54,6 +54,7 @@ pub mod limiter;
 pub mod live;
 pub mod quota;
 pub mod rate;
+pub mod schedule;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -80,6 +81,10 @@ pub use limiter::Limiter;
 pub use live::{Live, LiveError};
 pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
+pub use schedule::{
+    Schedule, ScheduleBuilder, ScheduleDetails, ScheduleError, ScheduleRate, Weekday,
+    MAX_SCHEDULE_RATES,
+};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
