@@ -52,6 +52,7 @@ pub mod gcra;
 pub mod key;
 pub mod limiter;
 pub mod live;
+pub mod priority;
 pub mod quota;
 pub mod rate;
 pub mod schedule;
@@ -79,6 +80,10 @@ pub use gcra::{Gcra, LeakyBucket};
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use live::{Live, LiveError};
+pub use priority::{
+    PriorityBudget, PriorityCheckError, PriorityDetails, PriorityError, PriorityLevel,
+    PriorityLimiter, MAX_PRIORITIES,
+};
 pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use schedule::{
