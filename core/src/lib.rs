@@ -43,6 +43,9 @@ pub mod algorithm;
 pub mod backend;
 pub mod cell;
 pub mod clock;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod context;
 pub mod decision;
 mod divisor;
 pub mod fixed_window;
@@ -72,6 +75,9 @@ pub use algorithm::{
 pub use backend::{AsyncLimiter, ErrorKind, LimiterError};
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use context::{ApplyReport, ContextCharge, ContextError, Outcome, QuotaContext};
 pub use decision::{CheckError, Decision};
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
