@@ -47,6 +47,7 @@ pub mod clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod context;
 pub mod decision;
+pub mod details;
 mod divisor;
 pub mod fixed_window;
 pub mod gcra;
@@ -79,6 +80,7 @@ pub use clock::{Clock, ManualClock};
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use context::{ApplyReport, ContextCharge, ContextError, Outcome, QuotaContext};
 pub use decision::{CheckError, Decision};
+pub use details::Details;
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
 #[cfg(feature = "alloc")]
