@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
-    Algorithm, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock, Rate,
-    SlidingWindowCounter, TokenBucket,
+    Adaptive, Algorithm, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, PriorityBudget,
+    QuantaClock, Rate, SlidingWindowCounter, TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -47,6 +47,15 @@ fn bench(c: &mut Criterion) {
         "sliding-window",
         SlidingWindowCounter::new(rate).unwrap(),
     );
+    // The dynamic strategies: the adaptive limit read from its atomic (and divided) per check;
+    // one priority of a shared budget (the lowest, which has the smallest share).
+    let adaptive = Adaptive::builder(Rate::per_second(1_000), rate, 100)
+        .burst(u64::from(PER_SECOND))
+        .build()
+        .unwrap();
+    manual(c, "adaptive", adaptive);
+    let budget = PriorityBudget::new(rate, u64::from(PER_SECOND), &[1_000, 0]).unwrap();
+    manual(c, "priority-low", budget.level(0).unwrap());
 
     // Real clocks: quanta on both sides.
     let gov = RateLimiter::direct(quota);

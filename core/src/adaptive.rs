@@ -351,6 +351,7 @@ impl Algorithm for Adaptive {
         let interval = self.period.div_ceil(self.limit());
         Ok(tat::step(
             interval,
+            |x| x / interval,
             self.burst * interval,
             self.burst,
             state,

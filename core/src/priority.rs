@@ -22,6 +22,7 @@ use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN
 use crate::cell::StateCell;
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
+use crate::divisor::Divisor;
 use crate::rate::Rate;
 use crate::tat;
 use core::fmt;
@@ -149,6 +150,7 @@ impl From<CheckError> for PriorityCheckError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PriorityBudget {
     interval: u64,
+    per_unit: Divisor,
     budget: u64,
     levels: usize,
     reserves: [u64; MAX_PRIORITIES],
@@ -158,6 +160,7 @@ pub struct PriorityBudget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PriorityLevel {
     interval: u64,
+    per_unit: Divisor,
     /// `budget - reserve`: what this priority may take from a full budget.
     share: u64,
 }
@@ -211,6 +214,7 @@ impl PriorityBudget {
         }
         Ok(PriorityBudget {
             interval,
+            per_unit: Divisor::new(interval),
             budget,
             levels: reserves.len(),
             reserves: kept,
@@ -237,6 +241,7 @@ impl PriorityBudget {
         }
         Ok(PriorityLevel {
             interval: self.interval,
+            per_unit: self.per_unit,
             share: self.budget - self.reserves[priority],
         })
     }
@@ -244,6 +249,7 @@ impl PriorityBudget {
     fn top(&self) -> PriorityLevel {
         PriorityLevel {
             interval: self.interval,
+            per_unit: self.per_unit,
             share: self.budget - self.reserves[self.levels - 1],
         }
     }
@@ -282,6 +288,7 @@ impl Algorithm for PriorityLevel {
         }
         Ok(tat::step(
             self.interval,
+            |x| self.per_unit.div(x),
             self.share * self.interval,
             self.share,
             state,

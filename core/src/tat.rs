@@ -13,10 +13,12 @@ use crate::decision::Decision;
 
 /// One GCRA step with the interval and tolerance in force at this check. `limit` is what the
 /// decision reports as the limit (the allowance at this level); `cost * interval` must not
-/// exceed `tolerance` (the caller checks `cost` against the allowance first).
+/// exceed `tolerance` (the caller checks `cost` against the allowance first). `per_unit`
+/// divides by `interval` (a precomputed reciprocal where the interval is fixed).
 #[inline]
 pub(crate) fn step(
     interval: u64,
+    per_unit: impl Fn(u64) -> u64,
     tolerance: u64,
     limit: u64,
     tat: u64,
@@ -27,14 +29,14 @@ pub(crate) fn step(
     let new_tat = base.saturating_add(cost.saturating_mul(interval));
     let horizon = now.saturating_add(tolerance);
     if new_tat <= horizon {
-        let remaining = (horizon - new_tat) / interval;
+        let remaining = per_unit(horizon - new_tat);
         Transition::store(
             Decision::allow(limit, remaining, new_tat - now),
             new_tat,
             cost,
         )
     } else {
-        let remaining = horizon.saturating_sub(base) / interval;
+        let remaining = per_unit(horizon.saturating_sub(base));
         Transition::keep(Decision::deny(
             limit,
             remaining,
