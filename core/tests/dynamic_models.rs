@@ -1,0 +1,135 @@
+//! The adaptive limit and the priority budget against an independent bucket-level model.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "../../fuzz/harness/level.rs"]
+mod level;
+
+use level::{Aimd, Level};
+use proptest::prelude::*;
+use traffik_core::{Adaptive, Algorithm, Decision, PriorityBudget, Rate};
+
+const SEC: u64 = 1_000_000_000;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u64),
+    Check(u64, usize),
+    Report(u64),
+}
+
+fn ops(period: u64, cap: u64, levels: usize) -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        3 => (0..=period).prop_map(Op::Advance),
+        3 => (0..=period / 50 + 1).prop_map(Op::Advance),
+        6 => (0..=cap + 1, 0..levels).prop_map(|(c, p)| Op::Check(c, p)),
+        2 => (0u64..200).prop_map(Op::Report),
+    ];
+    proptest::collection::vec(op, 1..150)
+}
+
+fn same(packed: Decision, model: Decision) -> Result<(), TestCaseError> {
+    prop_assert_eq!(packed.is_allowed(), model.is_allowed());
+    prop_assert_eq!(packed.remaining(), model.remaining());
+    prop_assert_eq!(packed.retry_after_nanos(), model.retry_after_nanos());
+    prop_assert_eq!(packed.reset_after_nanos(), model.reset_after_nanos());
+    prop_assert_eq!(packed.limit(), model.limit());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn adaptive_matches_the_level_model(
+        floor in 1u64..20,
+        span in 0u64..40,
+        burst in 1u64..30,
+        inc in 1u64..7,
+        (num, den) in (1u64..5).prop_flat_map(|n| (Just(n), n + 1..n + 6)),
+        period in prop_oneof![Just(SEC), Just(999_983u64), Just(60 * SEC)],
+        script in ops(SEC, 30, 1),
+    ) {
+        let ceiling = floor + span;
+        let a = Adaptive::builder(
+            Rate::from_nanos(floor, period).unwrap(),
+            Rate::from_nanos(ceiling, period).unwrap(),
+            100,
+        )
+        .increase(inc)
+        .decrease(num, den)
+        .burst(burst)
+        .build()
+        .unwrap();
+        let rule = Aimd {
+            target: 100,
+            floor,
+            ceiling,
+            increase: inc,
+            numerator: num,
+            denominator: den,
+        };
+        let (mut state, mut now, mut limit) = (0u64, 0u64, ceiling);
+        let mut model = Level::default();
+        for op in script {
+            match op {
+                Op::Advance(dt) => now += dt * (period / SEC).max(1),
+                Op::Report(signal) => {
+                    limit = rule.next(limit, signal);
+                    prop_assert_eq!(a.report(signal), limit);
+                }
+                Op::Check(cost, _) => {
+                    let packed = a.decide(state, now, cost);
+                    if cost > burst {
+                        prop_assert!(packed.is_err());
+                        continue;
+                    }
+                    let t = packed.unwrap();
+                    state = t.next.unwrap_or(state);
+                    let interval = period.div_ceil(limit);
+                    same(t.decision, model.decide(now, cost, interval, burst))?;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn priority_matches_the_level_model(
+        budget in 1u64..25,
+        cuts in proptest::collection::vec(0u64..25, 1..5),
+        limit in 1u64..50,
+        script in ops(SEC, 26, 4),
+    ) {
+        // Reserves: non-increasing, each below the budget.
+        let mut reserves: Vec<u64> = cuts.iter().map(|c| c % budget).collect();
+        reserves.sort_unstable_by(|a, b| b.cmp(a));
+        let b = PriorityBudget::new(Rate::per_second(limit), budget, &reserves).unwrap();
+        let interval = SEC.div_ceil(limit);
+        let (mut state, mut now) = (0u64, 0u64);
+        let mut model = Level::default();
+        for op in script {
+            match op {
+                Op::Advance(dt) => now += dt,
+                Op::Report(_) => {
+                    let remaining = (0..=budget)
+                        .rev()
+                        .find(|k| model.admits(now as u128, *k as u128, interval as u128, budget as u128))
+                        .unwrap();
+                    prop_assert_eq!(b.remaining(state, now), remaining);
+                }
+                Op::Check(cost, p) => {
+                    let p = p % reserves.len();
+                    let level = b.level(p).unwrap();
+                    let share = budget - reserves[p];
+                    let packed = level.decide(state, now, cost);
+                    if cost > share {
+                        prop_assert!(packed.is_err());
+                        continue;
+                    }
+                    let t = packed.unwrap();
+                    state = t.next.unwrap_or(state);
+                    same(t.decision, model.decide(now, cost, interval, share))?;
+                }
+            }
+        }
+    }
+}
