@@ -133,3 +133,86 @@ proptest! {
         }
     }
 }
+
+/// Monday 2024-01-01 00:00:00 UTC: a second anchor, independent of the Unix epoch's Thursday.
+const MONDAY: u64 = 1_704_067_200;
+
+/// A rule: days as a bit set (bit 0 = Monday), an hour range, a limit per second.
+type Rule = (u8, u8, u8, u64);
+
+fn schedule_model_rate(rules: &[Rule], default: u64, unix_secs: u64, offset_min: i32) -> u64 {
+    let local = unix_secs as i64 + i64::from(offset_min) * 60 - MONDAY as i64;
+    let days = local.div_euclid(86_400);
+    let weekday = days.rem_euclid(7) as u8;
+    let hour = (local.rem_euclid(86_400) / 3_600) as u8;
+    rules
+        .iter()
+        .rev()
+        .find(|(set, start, end, _)| set & (1 << weekday) != 0 && (*start..*end).contains(&hour))
+        .map_or(default, |r| r.3)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn schedule_matches_the_level_model(
+        default in 1u64..30,
+        raw_rules in proptest::collection::vec((1u8..128, 0u8..24, 1u8..=24, 1u64..30), 0..4),
+        offset in -1_439i32..1_440,
+        start in 0u64..(14 * 86_400),
+        script in proptest::collection::vec(
+            prop_oneof![
+                3 => (0u64..7_200).prop_map(|s| Op::Advance(s * SEC)),
+                3 => (0u64..SEC).prop_map(Op::Advance),
+                6 => (0u64..31).prop_map(|c| Op::Check(c, 0)),
+            ],
+            1..150,
+        ),
+    ) {
+        let rules: Vec<Rule> = raw_rules
+            .into_iter()
+            .map(|(set, a, b, l)| (set, a.min(b - 1), b.max(a + 1).min(24), l))
+            .collect();
+        let mut builder = traffik_core::Schedule::builder(Rate::per_second(default))
+            .utc_offset_minutes(offset);
+        for &(set, a, b, l) in &rules {
+            let days: Vec<traffik_core::Weekday> = [
+                traffik_core::Weekday::Monday,
+                traffik_core::Weekday::Tuesday,
+                traffik_core::Weekday::Wednesday,
+                traffik_core::Weekday::Thursday,
+                traffik_core::Weekday::Friday,
+                traffik_core::Weekday::Saturday,
+                traffik_core::Weekday::Sunday,
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| set & (1 << i) != 0)
+            .map(|(_, d)| d)
+            .collect();
+            builder = builder.days(&days, a..b, Rate::per_second(l));
+        }
+        let schedule = builder.build().unwrap();
+        let (mut state, mut now) = (0u64, (MONDAY + start) * SEC);
+        let mut model = Level::default();
+        for op in script {
+            match op {
+                Op::Advance(dt) => now += dt,
+                Op::Check(cost, _) => {
+                    let limit = schedule_model_rate(&rules, default, now / SEC, offset);
+                    prop_assert_eq!(schedule.rate_at(now), Rate::per_second(limit));
+                    let packed = schedule.decide(state, now, cost);
+                    if cost > limit {
+                        prop_assert!(packed.is_err());
+                        continue;
+                    }
+                    let t = packed.unwrap();
+                    state = t.next.unwrap_or(state);
+                    same(t.decision, model.decide(now, cost, SEC.div_ceil(limit), limit))?;
+                }
+                Op::Report(_) => {}
+            }
+        }
+    }
+}
