@@ -44,7 +44,7 @@ pub struct ContextCharge {
     pub accepted: bool,
     /// The context's pending cost for the key after this call.
     pub pending: u64,
-    /// What the key has left beyond the context's pending cost (0 when refused).
+    /// What the key has left now beyond the context's pending cost for it.
     pub remaining: u64,
     /// The key's limit, as the limiter reports it.
     pub limit: u64,
