@@ -179,3 +179,38 @@ fn typed_config_errors() {
         .to_string()
         .is_empty());
 }
+
+#[cfg(feature = "alloc")]
+#[test]
+fn one_report_moves_every_key_of_a_table() {
+    use traffik_core::{KeyedLimiter, TableConfig};
+    let clock = ManualClock::new();
+    let table: KeyedLimiter<u64, _, _> = KeyedLimiter::new(
+        adaptive(10, 100).burst(10).build().unwrap(),
+        &clock,
+        TableConfig::new(64, [1, 2, 3, 4]),
+    )
+    .unwrap();
+    // At 100/s each key takes its burst of 10 and is then 100 ms ahead.
+    for key in 0..3 {
+        assert!(table.check(&key, 10).unwrap().is_allowed());
+    }
+    assert_eq!(
+        table.check(&0, 1).unwrap().retry_after(),
+        Duration::from_millis(10)
+    );
+    // One overload report halves the limit for every key: 50/s, T = 20 ms, tolerance 200 ms.
+    assert_eq!(table.algorithm().report(1_000), 50);
+    for key in 0..3 {
+        let d = table.check(&key, 1).unwrap();
+        // TAT 100 ms + 20 ms <= 0 + 200 ms: admitted, 4 more fit (180 + 4 x 20 = 200).
+        assert!(d.is_allowed());
+        assert_eq!(d.remaining(), 4);
+    }
+    // A new key starts with the same burst at the new rate.
+    assert_eq!(table.check(&9, 10).unwrap().remaining(), 0);
+    assert_eq!(
+        table.check(&9, 1).unwrap().retry_after(),
+        Duration::from_millis(20)
+    );
+}

@@ -206,3 +206,18 @@ fn typed_errors() {
         ScheduleError::TooManyRates
     );
 }
+
+#[cfg(feature = "alloc")]
+#[test]
+fn a_table_of_keys_follows_the_schedule() {
+    use traffik_core::{KeyedLimiter, TableConfig};
+    let clock = ManualClock::starting_at(FRI_1559_59_UTC * SEC);
+    let table: KeyedLimiter<str, _, _> =
+        KeyedLimiter::new(office(60), &clock, TableConfig::new(64, [1, 2, 3, 4])).unwrap();
+    assert_eq!(table.check("a", 100).unwrap().remaining(), 0);
+    clock.set((FRI_1559_59_UTC + 1) * SEC);
+    // 17:00: key "a" kept its TAT (now), key "b" is fresh; both have 10 at once at 10/s.
+    assert_eq!(table.check("a", 10).unwrap().remaining(), 0);
+    assert_eq!(table.check("b", 4).unwrap().remaining(), 6);
+    assert_eq!(table.peek("b").limit(), 10);
+}
