@@ -40,14 +40,20 @@ const SECS_PER_DAY: i64 = 86_400;
 
 /// A day of the week.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[allow(missing_docs)]
 pub enum Weekday {
+    /// Monday (the first day of the schedule's week).
     Monday,
+    /// Tuesday.
     Tuesday,
+    /// Wednesday.
     Wednesday,
+    /// Thursday (1970-01-01, the Unix epoch, was one).
     Thursday,
+    /// Friday.
     Friday,
+    /// Saturday.
     Saturday,
+    /// Sunday.
     Sunday,
 }
 

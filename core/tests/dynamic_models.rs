@@ -40,6 +40,19 @@ fn same(packed: Decision, model: Decision) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every window of `width` ns starting at an admission holds at most `bound` admitted units.
+fn within_bound(admitted: &[(u64, u64)], width: u64, bound: u64) -> Result<(), TestCaseError> {
+    for (i, &(start, _)) in admitted.iter().enumerate() {
+        let total: u64 = admitted[i..]
+            .iter()
+            .take_while(|(t, _)| *t < start + width)
+            .map(|(_, c)| c)
+            .sum();
+        prop_assert!(total <= bound, "{total} > {bound} from {start}");
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -73,6 +86,7 @@ proptest! {
             denominator: den,
         };
         let (mut state, mut now, mut limit) = (0u64, 0u64, ceiling);
+        let mut admitted = Vec::new();
         let mut model = Level::default();
         for op in script {
             match op {
@@ -91,9 +105,16 @@ proptest! {
                     state = t.next.unwrap_or(state);
                     let interval = period.div_ceil(limit);
                     same(t.decision, model.decide(now, cost, interval, burst))?;
+                    if t.decision.is_allowed() {
+                        admitted.push((now, cost));
+                    }
                 }
             }
         }
+        // The documented bound across changes, for windows of one period.
+        let (t_floor, t_ceiling) = (period.div_ceil(floor), period.div_ceil(ceiling));
+        let bound = (period + burst * t_floor).div_ceil(t_ceiling) - 1;
+        within_bound(&admitted, period, bound)?;
     }
 
     #[test]
@@ -110,6 +131,8 @@ proptest! {
         let interval = SEC.div_ceil(limit);
         let (mut state, mut now) = (0u64, 0u64);
         let mut model = Level::default();
+        let mut admitted = Vec::new();
+        let mut admitted_low = Vec::new();
         for op in script {
             match op {
                 Op::Advance(dt) => now += dt,
@@ -132,9 +155,19 @@ proptest! {
                     let t = packed.unwrap();
                     state = t.next.unwrap_or(state);
                     same(t.decision, model.decide(now, cost, interval, share))?;
+                    if t.decision.is_allowed() {
+                        admitted.push((now, cost));
+                        if p == 0 {
+                            admitted_low.push((now, cost));
+                        }
+                    }
                 }
             }
         }
+        // The documented bounds per period: the budget's over all priorities, and the lowest
+        // priority's share alone.
+        within_bound(&admitted, SEC, budget + limit - 1)?;
+        within_bound(&admitted_low, SEC, budget - reserves[0] + limit - 1)?;
     }
 }
 
