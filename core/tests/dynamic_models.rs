@@ -232,6 +232,7 @@ proptest! {
         }
         let schedule = builder.build().unwrap();
         let (mut state, mut now) = (0u64, (MONDAY + start) * SEC);
+        let mut admitted = Vec::new();
         let mut model = Level::default();
         for op in script {
             match op {
@@ -247,10 +248,18 @@ proptest! {
                     let t = packed.unwrap();
                     state = t.next.unwrap_or(state);
                     same(t.decision, model.decide(now, cost, SEC.div_ceil(limit), limit))?;
+                    if t.decision.is_allowed() {
+                        admitted.push((now, cost));
+                    }
                 }
                 Op::Report(_) => {}
             }
         }
+        // The documented bound across hour boundaries, for windows of one second.
+        let limits: Vec<u64> = rules.iter().map(|r| r.3).chain([default]).collect();
+        let t_min = SEC.div_ceil(*limits.iter().max().unwrap());
+        let max_tolerance = limits.iter().map(|l| l * SEC.div_ceil(*l)).max().unwrap();
+        within_bound(&admitted, SEC, (SEC + max_tolerance).div_ceil(t_min) - 1)?;
     }
 }
 
