@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
     Adaptive, Algorithm, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, PriorityBudget,
-    QuantaClock, Rate, SlidingWindowCounter, TokenBucket,
+    QuantaClock, Rate, Schedule, SlidingWindowCounter, TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -56,6 +56,12 @@ fn bench(c: &mut Criterion) {
     manual(c, "adaptive", adaptive);
     let budget = PriorityBudget::new(rate, u64::from(PER_SECOND), &[1_000, 0]).unwrap();
     manual(c, "priority-low", budget.level(0).unwrap());
+    // The calendar: the hour of the week from the reading, then that hour's GCRA.
+    let schedule = Schedule::builder(rate)
+        .weekdays(9..17, Rate::per_second(2 * u64::from(PER_SECOND)))
+        .build()
+        .unwrap();
+    manual(c, "schedule", schedule);
 
     // Real clocks: quanta on both sides.
     let gov = RateLimiter::direct(quota);

@@ -36,7 +36,8 @@ pub const MAX_SCHEDULE_RATES: usize = 8;
 
 const HOURS_PER_WEEK: usize = 7 * 24;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
-const SECS_PER_DAY: i64 = 86_400;
+const WEEK_SECS: u64 = 7 * 86_400;
+const NANOS_PER_HOUR: u64 = 3_600 * NANOS_PER_SEC;
 
 /// A day of the week.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -209,7 +210,8 @@ impl ScheduleBuilder {
             if minutes.unsigned_abs() >= 24 * 60 {
                 return Err(ScheduleError::Offset { minutes });
             }
-            s.offset_secs = i64::from(minutes) * 60;
+            // |minutes| < 1440, so the shifted offset is positive.
+            s.shifted_offset_secs = (i64::from(minutes) * 60 + WEEK_SECS as i64) as u64;
             Ok(())
         })
     }
@@ -225,7 +227,12 @@ impl ScheduleBuilder {
 
     /// The schedule, or the first error met.
     pub fn build(self) -> Result<Schedule, ScheduleError> {
-        self.schedule
+        self.schedule.map(|mut s| {
+            s.base_nanos = s
+                .epoch_unix_nanos
+                .saturating_add(s.shifted_offset_secs * NANOS_PER_SEC);
+            s
+        })
     }
 }
 
@@ -254,7 +261,10 @@ pub struct Schedule {
     count: usize,
     /// Index into `rates` per hour of the week, Monday 00:00 first.
     hours: [u8; HOURS_PER_WEEK],
-    offset_secs: i64,
+    /// The UTC offset in seconds plus one week, so that local time stays unsigned.
+    shifted_offset_secs: u64,
+    /// `epoch_unix_nanos + shifted_offset_secs` in nanoseconds (saturating), set by `build`.
+    base_nanos: u64,
     epoch_unix_nanos: u64,
     capacity: u64,
 }
@@ -285,7 +295,8 @@ impl Schedule {
                 limits: [rate; MAX_SCHEDULE_RATES],
                 count: 1,
                 hours: [0; HOURS_PER_WEEK],
-                offset_secs: 0,
+                shifted_offset_secs: WEEK_SECS,
+                base_nanos: 0,
                 epoch_unix_nanos: 0,
                 capacity: gcra.burst(),
             })
@@ -310,22 +321,26 @@ impl Schedule {
         Ok((self.count - 1) as u8)
     }
 
+    /// The hour of the week (0 = Monday 00:00 local) at clock reading `now`.
+    #[inline]
+    fn hour_of_week(&self, now: u64) -> usize {
+        // Unsigned all the way, two divisions by constants (multiplications): `base_nanos`
+        // adds the clock epoch's Unix time and the offset biased by one week (which keeps it
+        // non-negative without changing the hour of the week); the Unix epoch, a Thursday
+        // 00:00, is hour 72 of its week.
+        let hours = now.saturating_add(self.base_nanos) / NANOS_PER_HOUR;
+        ((hours + 72) % HOURS_PER_WEEK as u64) as usize
+    }
+
     /// The local day and hour at clock reading `now`.
     pub fn local_time(&self, now: u64) -> (Weekday, u8) {
-        let unix_secs = now.saturating_add(self.epoch_unix_nanos) / NANOS_PER_SEC;
-        // unix_secs < 2^64 / 10^9 < 2^35, so it fits an i64 with the offset added.
-        let local = unix_secs as i64 + self.offset_secs;
-        let day = local.div_euclid(SECS_PER_DAY);
-        // 1970-01-01 (day 0) was a Thursday, index 3 from Monday.
-        let weekday = Weekday::ALL[(day + 3).rem_euclid(7) as usize];
-        let hour = (local.rem_euclid(SECS_PER_DAY) / 3600) as u8;
-        (weekday, hour)
+        let hour = self.hour_of_week(now);
+        (Weekday::ALL[hour / 24], (hour % 24) as u8)
     }
 
     #[inline]
     fn index_at(&self, now: u64) -> usize {
-        let (day, hour) = self.local_time(now);
-        usize::from(self.hours[day.index() * 24 + usize::from(hour)])
+        usize::from(self.hours[self.hour_of_week(now)])
     }
 
     /// The rate in force at clock reading `now`.
