@@ -8,8 +8,9 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
-    Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock,
-    QuotaRollover, Rate, Rollover, SlidingWindowCounter, TokenBucket,
+    Adaptive, Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock,
+    PriorityBudget, QuantaClock, QuotaRollover, Rate, Rollover, Schedule, SlidingWindowCounter,
+    TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -57,6 +58,21 @@ fn bench(c: &mut Criterion) {
         "rollover",
         QuotaRollover::new(rate, Rollover::new(1, 2, u64::MAX)).unwrap(),
     );
+    // The dynamic strategies: the adaptive limit read from its atomic (and divided) per check;
+    // one priority of a shared budget (the lowest, which has the smallest share).
+    let adaptive = Adaptive::builder(Rate::per_second(1_000), rate, 100)
+        .burst(u64::from(PER_SECOND))
+        .build()
+        .unwrap();
+    manual(c, "adaptive", adaptive);
+    let budget = PriorityBudget::new(rate, u64::from(PER_SECOND), &[1_000, 0]).unwrap();
+    manual(c, "priority-low", budget.level(0).unwrap());
+    // The calendar: the hour of the week from the reading, then that hour's GCRA.
+    let schedule = Schedule::builder(rate)
+        .weekdays(9..17, Rate::per_second(2 * u64::from(PER_SECOND)))
+        .build()
+        .unwrap();
+    manual(c, "schedule", schedule);
 
     // Real clocks: quanta on both sides.
     let gov = RateLimiter::direct(quota);

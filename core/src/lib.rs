@@ -39,12 +39,17 @@ extern crate alloc;
 
 pub(crate) mod sync;
 
+pub mod adaptive;
 pub mod algorithm;
 pub mod backend;
 pub mod cell;
 pub mod clock;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod context;
 pub mod debt_bucket;
 pub mod decision;
+pub mod details;
 mod divisor;
 pub mod fixed_window;
 pub mod gcra;
@@ -54,17 +59,21 @@ pub mod key;
 pub mod limiter;
 pub mod live;
 pub mod multi;
+pub mod priority;
 pub mod quota;
 pub mod rate;
 pub mod rates;
 pub mod rollover;
+pub mod schedule;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod table;
+mod tat;
 pub mod token_bucket;
 mod window;
 
+pub use adaptive::{Adaptive, AdaptiveBuilder, AdaptiveDetails, AdaptiveError};
 pub use algorithm::{
     Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, Transition, Unlimited,
     MAX_NOW, STATE_BITS,
@@ -72,8 +81,12 @@ pub use algorithm::{
 pub use backend::{AsyncLimiter, ErrorKind, LimiterError};
 pub use cell::StateCell;
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use context::{ApplyReport, ContextCharge, ContextError, Outcome, QuotaContext};
 pub use debt_bucket::{DebtBalance, DebtBucket};
 pub use decision::{CheckError, Decision};
+pub use details::Details;
 pub use fixed_window::FixedWindow;
 pub use gcra::{Gcra, LeakyBucket};
 #[cfg(feature = "alloc")]
@@ -82,10 +95,18 @@ pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use live::{Live, LiveError};
 pub use multi::{check_all, CellLeg, Leg, Receipt};
+pub use priority::{
+    PriorityBudget, PriorityCheckError, PriorityDetails, PriorityError, PriorityLevel,
+    PriorityLimiter, MAX_PRIORITIES,
+};
 pub use quota::{QuotaError, Quotas, SharedState, Tiers};
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use rates::{Rates, RatesError, RatesParseError, RatesParseErrorKind, MAX_RATES};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
+pub use schedule::{
+    Schedule, ScheduleBuilder, ScheduleDetails, ScheduleError, ScheduleRate, Weekday,
+    MAX_SCHEDULE_RATES,
+};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

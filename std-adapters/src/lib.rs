@@ -70,6 +70,13 @@ pub use traffik_core::{
     check_all, CellLeg, Leg, MultiKeyed, Rates, RatesError, RatesParseError, RatesParseErrorKind,
     Receipt, TableLeg, MAX_RATES,
 };
+// Rates that move (load, calendar), budgets shared by priorities, deferred charges, details.
+pub use traffik_core::{
+    Adaptive, AdaptiveBuilder, AdaptiveDetails, AdaptiveError, ApplyReport, ContextCharge,
+    ContextError, Details, Outcome, PriorityBudget, PriorityCheckError, PriorityDetails,
+    PriorityError, PriorityLevel, PriorityLimiter, QuotaContext, Schedule, ScheduleBuilder,
+    ScheduleDetails, ScheduleError, ScheduleRate, Weekday, MAX_PRIORITIES, MAX_SCHEDULE_RATES,
+};
 // The contract every backend (in-process table, Redis, ...) implements.
 pub use traffik_core::{AsyncLimiter, ErrorKind, LimiterError};
 

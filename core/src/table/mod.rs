@@ -441,6 +441,18 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
         }
     }
 
+    /// Checks `key` with `algorithm` in place of the table's own, which must read states the
+    /// same way (a priority level of the table's [`PriorityBudget`](crate::PriorityBudget)).
+    #[inline]
+    pub(crate) fn check_key_with<G: Algorithm>(
+        &self,
+        key: &K,
+        algorithm: &G,
+        cost: u64,
+    ) -> Result<Decision, CheckError> {
+        self.check_with(algorithm, key.encode(&self.hasher), cost)
+    }
+
     /// The check with the concrete algorithm: find the key's slot, read the clock, CAS.
     #[inline]
     pub(crate) fn check_with<G: Algorithm>(
