@@ -54,6 +54,9 @@ pub mod key;
 pub mod limiter;
 pub mod rate;
 pub mod rollover;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod sliding_log;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -78,6 +81,9 @@ pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use rate::{Rate, RateBuilder, RateError, RateParseError, RateParseErrorKind};
 pub use rollover::{QuotaRollover, QuotaView, Rollover};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use sliding_log::{LogRing, SlidingLog, SlidingLogLimiter, MAX_LOG_LIMIT};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

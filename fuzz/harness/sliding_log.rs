@@ -1,0 +1,77 @@
+//! Reference model of the sliding window log: every admitted unit kept as a timestamp in a
+//! plain list, the rule applied by counting. Independent of the ring in
+//! `traffik_core::sliding_log` (no slots, no head, no expiries, no binary search).
+#![allow(dead_code)]
+
+/// What the model answers: (allowed, limit, remaining, retry_after, reset_after).
+pub type Answer = (bool, u64, u64, u64, u64);
+
+/// The model: `limit` per `period` nanoseconds over a trailing window.
+#[derive(Clone, Debug)]
+pub struct LogModel {
+    pub limit: u64,
+    pub period: u64,
+    /// One timestamp per admitted unit of cost, in admission order.
+    pub times: Vec<u64>,
+}
+
+impl LogModel {
+    pub fn new(limit: u64, period: u64) -> Self {
+        LogModel {
+            limit,
+            period,
+            times: Vec::new(),
+        }
+    }
+
+    /// Timestamps that still count at `now` (recorded after `now - period`), oldest first.
+    fn live(&self, now: u64) -> Vec<u64> {
+        let mut live: Vec<u64> = self
+            .times
+            .iter()
+            .copied()
+            .filter(|&t| t + self.period > now)
+            .collect();
+        live.sort_unstable();
+        live
+    }
+
+    /// A check; `None` when the cost exceeds the limit.
+    pub fn check(&mut self, now: u64, cost: u64) -> Option<Answer> {
+        if cost > self.limit {
+            return None;
+        }
+        let live = self.live(now);
+        let count = live.len() as u64;
+        let newest = self.times.iter().copied().max();
+        let reset_of = |t: Option<u64>| t.map_or(0, |t| (t + self.period).saturating_sub(now));
+        if count + cost <= self.limit {
+            // A reading behind the newest entry records at the newest (the stale-clock rule).
+            let at = newest.map_or(now, |n| n.max(now));
+            for _ in 0..cost {
+                self.times.push(at);
+            }
+            let newest = self.times.iter().copied().max();
+            return Some((
+                true,
+                self.limit,
+                self.limit - count - cost,
+                0,
+                reset_of(newest),
+            ));
+        }
+        let need = (count + cost - self.limit) as usize;
+        let retry = live[need - 1] + self.period - now;
+        Some((
+            false,
+            self.limit,
+            self.limit - count,
+            retry,
+            reset_of(newest),
+        ))
+    }
+
+    pub fn reset(&mut self) {
+        self.times.clear();
+    }
+}
