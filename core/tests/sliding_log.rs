@@ -112,7 +112,9 @@ enum Op {
 fn ops(limit: u64, period: u64) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(
         prop_oneof![
-            4 => (0..period / 2).prop_map(Op::Advance),
+            // Steps of an eighth of the period land exactly on expiries; the others fall between.
+            4 => (0..6u64).prop_map(move |k| Op::Advance(k * period / 8)),
+            1 => (0..period / 2).prop_map(Op::Advance),
             1 => (period / 2..period * 2).prop_map(Op::Advance),
             6 => (0..=limit + 1).prop_map(Op::Check),
             1 => Just(Op::Reset),
