@@ -30,6 +30,9 @@ pub mod failover;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod http;
 pub mod route;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod shape;
 pub mod sliding_log;
 mod sync;
 pub mod wait;
