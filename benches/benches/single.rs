@@ -9,7 +9,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
     Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock, QuantaClock,
-    QuotaRollover, Rate, Rollover, SlidingWindowCounter, TokenBucket,
+    QuotaRollover, Rate, Rollover, SlidingLog, SlidingLogLimiter, SlidingWindowCounter,
+    TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -57,6 +58,17 @@ fn bench(c: &mut Criterion) {
         "rollover",
         QuotaRollover::new(rate, Rollover::new(1, 2, u64::MAX)).unwrap(),
     );
+    // The sliding window log keeps one slot per unit of the limit, so it runs the same pace
+    // (one per microsecond) as 100 per 100 us: 800 bytes of ring, every check admitted.
+    let log = SlidingLog::new(Rate::from_nanos(100, 100_000).unwrap()).unwrap();
+    let log_clock = ManualClock::new();
+    let limiter = SlidingLogLimiter::new(log, &log_clock);
+    c.bench_function("single/manual/traffik-sliding-log", |b| {
+        b.iter(|| {
+            log_clock.advance_nanos(1_000);
+            let _ = black_box(limiter.check(black_box(1)).unwrap());
+        })
+    });
 
     // Real clocks: quanta on both sides.
     let gov = RateLimiter::direct(quota);

@@ -163,19 +163,28 @@ impl LogRing {
         Head::unpack(self.head.load(self.wide, Ordering::Acquire))
     }
 
+    /// The slot of the entry `back` places behind the newest, given `newest_next`, the slot
+    /// the next entry goes to (`count mod limit`); `1 <= back <= limit`. No division: this is
+    /// on every probe of the binary search.
+    #[inline]
+    fn slot(log: &SlidingLog, newest_next: u64, back: u64) -> usize {
+        let i = newest_next + log.limit - back;
+        (if i >= log.limit { i - log.limit } else { i }) as usize
+    }
+
     /// The expiry of the entry `back` places behind the newest (`back = 1` is the newest).
-    fn expiry(&self, log: &SlidingLog, head: Head, back: u64) -> u64 {
+    #[inline]
+    fn expiry(&self, log: &SlidingLog, head: Head, next_slot: u64, back: u64) -> u64 {
         if back <= head.batch {
             return head.expiry;
         }
-        let index = (head.count + log.modulus - back) % log.modulus;
         // Acquire: a slot written by a helper of a later head orders that head before our
         // re-read of the head, so the re-read sees that the head moved.
-        self.slots[(index % log.limit) as usize].load(Ordering::Acquire)
+        self.slots[Self::slot(log, next_slot, back)].load(Ordering::Acquire)
     }
 
     /// How many of the newest `limit` entries are live at `now` (expiry after `now`).
-    fn live(&self, log: &SlidingLog, head: Head, now: u64) -> u64 {
+    fn live(&self, log: &SlidingLog, head: Head, next_slot: u64, now: u64) -> u64 {
         // Expiries never decrease along the entries, so the live ones are a suffix: find the
         // largest `back` whose entry is live.
         if head.expiry <= now {
@@ -184,7 +193,7 @@ impl LogRing {
         let (mut lo, mut hi) = (head.batch.min(log.limit), log.limit);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if self.expiry(log, head, mid) > now {
+            if self.expiry(log, head, next_slot, mid) > now {
                 lo = mid;
             } else {
                 hi = mid - 1;
@@ -203,12 +212,15 @@ impl LogRing {
         let now = now.min(MAX_NOW);
         let mut head = self.load_head();
         loop {
-            let live = self.live(log, head, now);
+            // The modulus is a multiple of `limit`, so this is the next entry's slot even after
+            // the count wrapped.
+            let next_slot = head.count % log.limit;
+            let live = self.live(log, head, next_slot, now);
             let reset = head.expiry.saturating_sub(now);
             if live + cost > log.limit {
                 // The `need`-th oldest live entry must expire first: it is `limit - cost + 1`
                 // places behind the newest.
-                let retry = self.expiry(log, head, log.limit - cost + 1) - now;
+                let retry = self.expiry(log, head, next_slot, log.limit - cost + 1) - now;
                 let again = self.load_head();
                 if again != head {
                     head = again;
@@ -225,11 +237,11 @@ impl LogRing {
                 return Ok(Decision::allow(log.limit, log.limit - live, reset));
             }
             // Fill in the newest batch's slots before the head forgets which entries they are.
-            for back in 1..=head.batch {
-                let index = (head.count + log.modulus - back) % log.modulus;
+            for back in 1..=head.batch.min(log.limit) {
                 // AcqRel: published to readers by our CAS below (Release); fetch_max, so a
                 // helper late with an older head's value leaves a newer value alone.
-                self.slots[(index % log.limit) as usize].fetch_max(head.expiry, Ordering::AcqRel);
+                self.slots[Self::slot(log, next_slot, back)]
+                    .fetch_max(head.expiry, Ordering::AcqRel);
             }
             let expiry = now.saturating_add(log.period).max(head.expiry);
             let next = Head {
