@@ -106,6 +106,8 @@ fn config_errors_are_typed() {
 enum Op {
     Advance(u64),
     Check(u64),
+    /// A check whose reading lags the clock (a preempted thread, a skewed core).
+    Stale(u64, u64),
     Reset,
 }
 
@@ -117,6 +119,7 @@ fn ops(limit: u64, period: u64) -> impl Strategy<Value = Vec<Op>> {
             1 => (0..period / 2).prop_map(Op::Advance),
             1 => (period / 2..period * 2).prop_map(Op::Advance),
             6 => (0..=limit + 1).prop_map(Op::Check),
+            1 => (0..=limit, 0..period * 2).prop_map(|(c, lag)| Op::Stale(c, lag)),
             1 => Just(Op::Reset),
         ],
         1..200,
@@ -126,8 +129,9 @@ fn ops(limit: u64, period: u64) -> impl Strategy<Value = Vec<Op>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Every decision, on every admission and denial, equals the model's, to the nanosecond,
-    /// and the admitted cost in every trailing period never exceeds the limit.
+    /// Every decision, on every admission and denial, equals the model's, to the nanosecond
+    /// (stale readings included), and the cost admitted in the trailing period, counted at the
+    /// readings the admissions carried, never exceeds the limit.
     #[test]
     fn matches_the_model(
         (limit, period, ops) in (1u64..12, 1u64..5)
@@ -146,9 +150,14 @@ proptest! {
                     m.reset();
                     admitted.clear();
                 }
-                Op::Check(cost) => {
-                    let got = ring.check(&log, now, cost);
-                    match m.check(now, cost) {
+                Op::Check(_) | Op::Stale(..) => {
+                    let (cost, at) = match op {
+                        Op::Stale(cost, lag) => (cost, now.saturating_sub(lag)),
+                        Op::Check(cost) => (cost, now),
+                        _ => unreachable!(),
+                    };
+                    let got = ring.check(&log, at, cost);
+                    match m.check(at, cost) {
                         None => prop_assert_eq!(got, Err(CheckError::InsufficientCapacity { max: limit })),
                         Some((allowed, lim, rem, retry, reset)) => {
                             let d = got.unwrap();
@@ -157,7 +166,7 @@ proptest! {
                                 (allowed, lim, rem, retry, reset)
                             );
                             if allowed && cost > 0 {
-                                admitted.push((now, cost));
+                                admitted.push((at, cost));
                             }
                         }
                     }

@@ -45,6 +45,12 @@ impl LogModel {
         let count = live.len() as u64;
         let newest = self.times.iter().copied().max();
         let reset_of = |t: Option<u64>| t.map_or(0, |t| (t + self.period).saturating_sub(now));
+        // A zero cost is a peek, always allowed (the core's contract); a stale reading may count
+        // more than `limit` entries (some recorded after it), hence the saturation.
+        if cost == 0 {
+            let remaining = self.limit.saturating_sub(count);
+            return Some((true, self.limit, remaining, 0, reset_of(newest)));
+        }
         if count + cost <= self.limit {
             // A reading behind the newest entry records at the newest (the stale-clock rule).
             let at = newest.map_or(now, |n| n.max(now));
@@ -62,10 +68,11 @@ impl LogModel {
         }
         let need = (count + cost - self.limit) as usize;
         let retry = live[need - 1] + self.period - now;
+        // At a stale reading more than `limit` entries may count (some recorded after it).
         Some((
             false,
             self.limit,
-            self.limit - count,
+            self.limit.saturating_sub(count),
             retry,
             reset_of(newest),
         ))
