@@ -82,3 +82,59 @@ impl LogModel {
         self.times.clear();
     }
 }
+
+/// The fuzz entry point (`fuzz_targets/sliding_log_ops.rs`, replayed on stable by
+/// `core/tests/sliding_log.rs`): the first two bytes pick a limit (1 to 16) and a period
+/// (1 to 256 ms); then each pair of bytes is one operation on a ring and the model, whose
+/// decisions must agree to the nanosecond.
+pub fn sliding_log_ops(data: &[u8]) {
+    use traffik_core::{CheckError, LogRing, Rate, SlidingLog};
+    const MS: u64 = 1_000_000;
+    let [l, p, rest @ ..] = data else { return };
+    let limit = u64::from(l % 16) + 1;
+    let period = (u64::from(*p) + 1) * MS;
+    let rate = Rate::new(limit, core::time::Duration::from_nanos(period)).unwrap();
+    let log = SlidingLog::new(rate).unwrap();
+    let ring = LogRing::new(&log);
+    let mut model = LogModel::new(limit, period);
+    let mut now = 1_000 * MS;
+    for op in rest.chunks_exact(2) {
+        let (kind, arg) = (op[0], u64::from(op[1]));
+        match kind % 8 {
+            // Advance by eighths of the period (landing on expiries) or by odd nanoseconds.
+            0 | 1 => now += arg % 16 * (period / 8),
+            2 => now += arg * 7_919,
+            3 => {
+                ring.reset(&log);
+                model.reset();
+            }
+            k => {
+                // 4..=6: a check now; 7: a check whose reading lags by up to two periods.
+                let cost = arg % (limit + 2);
+                let at = if k == 7 {
+                    now.saturating_sub(arg * period / 128)
+                } else {
+                    now
+                };
+                let got = ring.check(&log, at, cost);
+                match model.check(at, cost) {
+                    None => assert_eq!(got, Err(CheckError::InsufficientCapacity { max: limit })),
+                    Some(want) => {
+                        let d = got.unwrap();
+                        let seen = (
+                            d.is_allowed(),
+                            d.limit(),
+                            d.remaining(),
+                            d.retry_after_nanos(),
+                            d.reset_after_nanos(),
+                        );
+                        assert_eq!(
+                            seen, want,
+                            "limit {limit} period {period} at {at} cost {cost}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
