@@ -277,13 +277,15 @@ impl Core {
         }
     }
 
-    /// Wakes the head of the queue, if any (after the one before it left or was cancelled).
-    fn wake_head(state: &mut State) {
-        if let Some((_, head)) = state.queue.iter_mut().next() {
-            if let Some(waker) = head.waker.take() {
-                waker.wake();
-            }
-        }
+    /// The head of the queue's waker, if any (after the one before it left or was
+    /// cancelled). Woken by the caller once the lock is released, so an executor that polls
+    /// inside `wake` cannot deadlock on the state's mutex.
+    fn head_waker(state: &mut State) -> Option<Waker> {
+        state
+            .queue
+            .iter_mut()
+            .next()
+            .and_then(|(_, head)| head.waker.take())
     }
 
     fn cancel(&self, ticket: u64) {
@@ -292,8 +294,14 @@ impl Core {
         if let Some(w) = state.queue.remove(&ticket) {
             state.queued -= w.cost;
         }
-        if was_head {
-            Self::wake_head(&mut state);
+        let next = if was_head {
+            Self::head_waker(&mut state)
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(waker) = next {
+            waker.wake();
         }
     }
 
@@ -363,8 +371,11 @@ impl Future for Shaped {
                 this.core.depart(&mut state, now, this.cost);
                 state.queue.remove(&ticket);
                 state.queued -= this.cost;
-                Core::wake_head(&mut state);
+                let next = Core::head_waker(&mut state);
                 drop(state);
+                if let Some(waker) = next {
+                    waker.wake();
+                }
                 this.ticket = None;
                 return Poll::Ready(Ok(Instant::now().saturating_duration_since(this.created)));
             }
