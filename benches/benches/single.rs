@@ -4,6 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
+use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -67,6 +68,21 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             log_clock.advance_nanos(1_000);
             let _ = black_box(limiter.check(black_box(1)).unwrap());
+        })
+    });
+
+    // The traffic shaper's fast path (nobody waiting, departure allowed now): one request a
+    // nanosecond with a large burst never queues at this pace. Polled once with a no-op waker.
+    let shaper = traffik::shape::Shaper::new(
+        traffik::shape::ShapeConfig::new(Rate::per_second(1_000_000_000)).burst(1_000_000),
+    )
+    .unwrap();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    c.bench_function("single/real/traffik-shaper-immediate", |b| {
+        b.iter(|| {
+            let mut fut = shaper.acquire(black_box(1));
+            let polled = std::pin::Pin::new(&mut fut).poll(&mut cx);
+            black_box(matches!(polled, std::task::Poll::Ready(Ok(_))))
         })
     });
 

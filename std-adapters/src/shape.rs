@@ -209,12 +209,11 @@ impl Core {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        self.since_epoch(Instant::now())
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// When a request of `cost` with `ahead` units queued before it leaves, if everyone ahead
@@ -244,7 +243,8 @@ impl Core {
             });
         }
         let mut state = self.lock();
-        let now = self.now();
+        // One clock read: the request's creation is its arrival.
+        let now = self.since_epoch(created);
         let at = self.departure(&state, now, state.queued, cost);
         if state.queue.is_empty() && at <= now {
             self.depart(&mut state, now, cost);
