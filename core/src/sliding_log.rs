@@ -9,9 +9,10 @@
 //!
 //! **Memory, stated up front.** Only the newest `limit` entries can ever decide anything (an
 //! admission of `cost` needs the `limit - cost + 1`-th newest entry to have expired), so a key
-//! keeps exactly `limit` slots of 8 bytes plus a 16-byte head: `limit * 8 + 16` bytes, whatever
-//! the traffic. `limit` is capped at [`MAX_LOG_LIMIT`] (2^20, so at most 8 MiB per key); a
-//! larger limit is [`ConfigError::LimitTooLarge`].
+//! keeps exactly `limit` slots of 8 bytes plus a fixed part (a 16-byte head, the slots'
+//! pointer and the configuration): `limit * 8 + 64` bytes on 64-bit targets, whatever the
+//! traffic ([`SlidingLog::bytes_per_key`]). `limit` is capped at [`MAX_LOG_LIMIT`] (2^20, so
+//! at most 8 MiB per key); a larger limit is [`ConfigError::LimitTooLarge`].
 //!
 //! **Representation.** Entries are numbered `0, 1, 2, ...` in admission order; entry `j` lives in
 //! slot `j mod limit` as its *expiry* (`t + period`, so a zeroed slot is an entry that expired
@@ -59,7 +60,7 @@ const COUNT_BITS: u32 = 64 - BATCH_BITS;
 ///
 /// let log = SlidingLog::new(Rate::per_second(100))?;
 /// assert_eq!(log.limit(), 100);
-/// assert_eq!(log.bytes_per_key(), 100 * 8 + 16);
+/// assert_eq!(log.bytes_per_key(), 100 * 8 + core::mem::size_of::<traffik_core::LogRing>() as u64);
 /// assert!(SlidingLog::new(Rate::per_hour(2_000_000)).is_err()); // above MAX_LOG_LIMIT
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -102,10 +103,11 @@ impl SlidingLog {
         self.period
     }
 
-    /// The memory one key's log takes: `limit` slots of 8 bytes and a 16-byte head (plus the
-    /// allocation's own header, and whatever map holds the key).
+    /// The memory one key's ring takes: `limit` slots of 8 bytes and the fixed part of a
+    /// [`LogRing`] (its 16-byte head, the slots' pointer and this configuration: 64 bytes on
+    /// 64-bit targets), not counting the allocator's headers or whatever map holds the key.
     pub const fn bytes_per_key(&self) -> u64 {
-        self.limit * 8 + 16
+        self.limit * 8 + core::mem::size_of::<LogRing>() as u64
     }
 }
 
@@ -135,8 +137,8 @@ impl Head {
     }
 }
 
-/// One key's log: a ring of `limit` expiries and the head. Built for one [`SlidingLog`] and
-/// used with it (or with one of the same limit).
+/// One key's log: a ring of `limit` expiries, the head, and its configuration (so a ring can
+/// never be read with another limit than the one it was sized for).
 ///
 /// [`SlidingLogLimiter`] wraps one ring with its configuration and a clock; keyed limiters keep
 /// one ring per key.
@@ -144,6 +146,7 @@ impl Head {
 pub struct LogRing {
     head: AtomicU128,
     slots: Box<[AtomicU64]>,
+    log: SlidingLog,
     wide: Wide,
 }
 
@@ -155,6 +158,7 @@ impl LogRing {
         LogRing {
             head: AtomicU128::new(0),
             slots: slots.into_boxed_slice(),
+            log: *log,
             wide: Wide::detect(),
         }
     }
@@ -205,7 +209,8 @@ impl LogRing {
     /// Checks `cost` at `now` against this ring, recording it if admitted. A cost of zero is a
     /// [`peek`](Self::peek). Readings past [`MAX_NOW`] count as `MAX_NOW`.
     #[must_use = "a denied check charges nothing: act on the decision"]
-    pub fn check(&self, log: &SlidingLog, now: u64, cost: u64) -> Result<Decision, CheckError> {
+    pub fn check(&self, now: u64, cost: u64) -> Result<Decision, CheckError> {
+        let log = &self.log;
         if cost > log.limit {
             return Err(CheckError::InsufficientCapacity { max: log.limit });
         }
@@ -269,12 +274,18 @@ impl LogRing {
     }
 
     /// What a zero-cost check would say; never writes.
-    pub fn peek(&self, log: &SlidingLog, now: u64) -> Decision {
-        match self.check(log, now, 0) {
+    pub fn peek(&self, now: u64) -> Decision {
+        let log = &self.log;
+        match self.check(now, 0) {
             Ok(d) => d,
             // Unreachable for a zero cost; a peek must not fail.
             Err(_) => Decision::deny(log.limit, 0, 0, 0),
         }
+    }
+
+    /// The configuration the ring was built for.
+    pub fn log(&self) -> &SlidingLog {
+        &self.log
     }
 
     /// Whether every entry has expired at `now`, so the ring decides like a fresh one (a keyed
@@ -289,7 +300,8 @@ impl LogRing {
     /// zero, so all the entries a check can look at are expired. An admission racing with the
     /// reset may survive it, and may leave a pre-reset expiry in a slot: that only makes later
     /// checks stricter (an entry counted longer), never looser.
-    pub fn reset(&self, log: &SlidingLog) {
+    pub fn reset(&self) {
+        let log = &self.log;
         for slot in self.slots.iter() {
             // Release: ordered before the head CAS below.
             slot.store(0, Ordering::Release);
@@ -315,7 +327,7 @@ impl LogRing {
     }
 }
 
-/// A sliding window log limiter for one key: exact over every trailing period, `limit * 8 + 16`
+/// A sliding window log limiter for one key: exact over every trailing period, `limit * 8 + 64`
 /// bytes, lock-free (peeks and denials never write).
 ///
 /// ```
@@ -337,7 +349,6 @@ impl LogRing {
 /// ```
 #[derive(Debug)]
 pub struct SlidingLogLimiter<C> {
-    log: SlidingLog,
     ring: LogRing,
     clock: C,
 }
@@ -347,7 +358,6 @@ impl<C: Clock> SlidingLogLimiter<C> {
     pub fn new(log: SlidingLog, clock: C) -> Self {
         SlidingLogLimiter {
             ring: LogRing::new(&log),
-            log,
             clock,
         }
     }
@@ -355,22 +365,22 @@ impl<C: Clock> SlidingLogLimiter<C> {
     /// Checks `cost` now, recording it if admitted. A cost of zero is a [`peek`](Self::peek).
     #[must_use = "a denied check charges nothing: act on the decision"]
     pub fn check(&self, cost: u64) -> Result<Decision, CheckError> {
-        self.ring.check(&self.log, self.clock.now(), cost)
+        self.ring.check(self.clock.now(), cost)
     }
 
     /// What is left now, without recording anything.
     pub fn peek(&self) -> Decision {
-        self.ring.peek(&self.log, self.clock.now())
+        self.ring.peek(self.clock.now())
     }
 
     /// Forgets every entry (see [`LogRing::reset`] for a reset racing with checks).
     pub fn reset(&self) {
-        self.ring.reset(&self.log);
+        self.ring.reset();
     }
 
     /// The configuration.
     pub fn log(&self) -> &SlidingLog {
-        &self.log
+        &self.ring.log
     }
 
     /// The clock.

@@ -69,18 +69,18 @@ fn batches_cost_more_than_limit_and_reset() {
 fn stale_reading_records_at_the_newest_entry() {
     let log = SlidingLog::new(Rate::per_second(2)).unwrap();
     let ring = LogRing::new(&log);
-    assert!(ring.check(&log, 500 * MS, 1).unwrap().is_allowed());
+    assert!(ring.check(500 * MS, 1).unwrap().is_allowed());
     // A reading 200 ms behind records at 500 ms, and reports the expiry from its own reading.
     assert_eq!(
-        ring.check(&log, 300 * MS, 1).unwrap(),
+        ring.check(300 * MS, 1).unwrap(),
         Decision::allow(2, 0, 1200 * MS)
     );
     assert_eq!(
-        ring.check(&log, 1499 * MS, 1).unwrap(),
+        ring.check(1499 * MS, 1).unwrap(),
         Decision::deny(2, 0, MS, MS)
     );
     assert_eq!(
-        ring.check(&log, 1500 * MS, 2).unwrap(),
+        ring.check(1500 * MS, 2).unwrap(),
         Decision::allow(2, 0, SEC)
     );
 }
@@ -146,7 +146,7 @@ proptest! {
             match op {
                 Op::Advance(d) => now += d,
                 Op::Reset => {
-                    ring.reset(&log);
+                    ring.reset();
                     m.reset();
                     admitted.clear();
                 }
@@ -156,7 +156,7 @@ proptest! {
                         Op::Check(cost) => (cost, now),
                         _ => unreachable!(),
                     };
-                    let got = ring.check(&log, at, cost);
+                    let got = ring.check(at, cost);
                     match m.check(at, cost) {
                         None => prop_assert_eq!(got, Err(CheckError::InsufficientCapacity { max: limit })),
                         Some((allowed, lim, rem, retry, reset)) => {

@@ -105,7 +105,7 @@ pub fn sliding_log_ops(data: &[u8]) {
             0 | 1 => now += arg % 16 * (period / 8),
             2 => now += arg * 7_919,
             3 => {
-                ring.reset(&log);
+                ring.reset();
                 model.reset();
             }
             k => {
@@ -116,7 +116,7 @@ pub fn sliding_log_ops(data: &[u8]) {
                 } else {
                     now
                 };
-                let got = ring.check(&log, at, cost);
+                let got = ring.check(at, cost);
                 match model.check(at, cost) {
                     None => assert_eq!(got, Err(CheckError::InsufficientCapacity { max: limit })),
                     Some(want) => {

@@ -21,8 +21,8 @@ use traffik_loom_tests::explore;
 fn prefilled(limit: u64) -> (SlidingLog, LogRing) {
     let log = SlidingLog::new(Rate::new(limit, Duration::from_nanos(10)).unwrap()).unwrap();
     let ring = LogRing::new(&log);
-    assert!(ring.check(&log, 0, limit).unwrap().is_allowed());
-    assert!(ring.check(&log, 10, 1).unwrap().is_allowed());
+    assert!(ring.check(0, limit).unwrap().is_allowed());
+    assert!(ring.check(10, 1).unwrap().is_allowed());
     (log, ring)
 }
 
@@ -61,10 +61,10 @@ fn two_admissions_race_for_the_last_entry() {
             .into_iter()
             .map(|cost| {
                 let s = Arc::clone(&shared);
-                thread::spawn(move || (cost, s.1.check(&s.0, 12, cost).unwrap()))
+                thread::spawn(move || (cost, s.1.check(12, cost).unwrap()))
             })
             .collect();
-        let peek = shared.1.peek(&shared.0, 12);
+        let peek = shared.1.peek(12);
         assert!(
             peek.remaining() <= 1,
             "peek saw an expired entry count: {peek:?}"
@@ -73,10 +73,10 @@ fn two_admissions_race_for_the_last_entry() {
         assert_eq!(judge(2, 1, &outcomes), 0);
         let (log, ring) = &*shared;
         // The entry of 10 ns leaves at 20 ns; the new one (12 ns) at 22 ns.
-        assert_eq!(ring.peek(log, 19).remaining(), 0);
-        assert_eq!(ring.peek(log, 20).remaining(), 1);
-        assert_eq!(ring.peek(log, 21).remaining(), 1);
-        assert_eq!(ring.peek(log, 22).remaining(), 2);
+        assert_eq!(ring.peek(19).remaining(), 0);
+        assert_eq!(ring.peek(20).remaining(), 1);
+        assert_eq!(ring.peek(21).remaining(), 1);
+        assert_eq!(ring.peek(22).remaining(), 2);
     });
 }
 
@@ -90,7 +90,7 @@ fn three_admissions_of_different_costs() {
             .into_iter()
             .map(|cost| {
                 let s = Arc::clone(&shared);
-                thread::spawn(move || (cost, s.1.check(&s.0, 11, cost).unwrap()))
+                thread::spawn(move || (cost, s.1.check(11, cost).unwrap()))
             })
             .collect();
         let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -98,8 +98,8 @@ fn three_admissions_of_different_costs() {
         let admitted = 2 - left;
         let (log, ring) = &*shared;
         // At 20 ns only what was admitted at 11 ns counts; at 21 ns nothing does.
-        assert_eq!(ring.peek(log, 19).remaining(), 2 - admitted);
-        assert_eq!(ring.peek(log, 20).remaining(), 3 - admitted);
-        assert_eq!(ring.peek(log, 21).remaining(), 3);
+        assert_eq!(ring.peek(19).remaining(), 2 - admitted);
+        assert_eq!(ring.peek(20).remaining(), 3 - admitted);
+        assert_eq!(ring.peek(21).remaining(), 3);
     });
 }

@@ -1,7 +1,7 @@
 //! The sliding window log for many keys: one [`LogRing`] per key in a concurrent map.
 //!
 //! Each key's ring is the core's [`LogRing`] (see [`traffik_core::sliding_log`] for the exact
-//! rule, the representation and the concurrency argument): `limit * 8 + 16` bytes per key, plus
+//! rule, the representation and the concurrency argument): `limit * 8 + 64` bytes per key, plus
 //! the key itself and the map's entry. With [`KeyedSlidingLog::with_max_keys`] the number of
 //! keys is bounded too, so the whole limiter's memory is bounded up front: a new key beyond the
 //! bound is refused with [`CheckError::TableFull`] (nothing recorded) until
@@ -89,7 +89,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingLog<K, C> {
         // The common case checks under the shard's read lock, which is cheaper than sharing
         // the ring out (two reference-count updates) and keeps `remove_idle` out meanwhile.
         if let Some(ring) = self.rings.get(key) {
-            return ring.check(&self.log, self.clock.now(), cost);
+            return ring.check(self.clock.now(), cost);
         }
         if cost > self.log.limit() {
             return Err(CheckError::InsufficientCapacity {
@@ -107,7 +107,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingLog<K, C> {
                 .or_insert_with(|| Arc::new(LogRing::new(&self.log)))
                 .value(),
         );
-        ring.check(&self.log, self.clock.now(), cost)
+        ring.check(self.clock.now(), cost)
     }
 
     /// What `key` has left now, without recording anything (a key with no ring is fresh).
@@ -117,7 +117,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingLog<K, C> {
         Q: Hash + Eq + ?Sized,
     {
         match self.rings.get(key) {
-            Some(ring) => ring.peek(&self.log, self.clock.now()),
+            Some(ring) => ring.peek(self.clock.now()),
             None => Decision::allow(self.log.limit(), self.log.limit(), 0),
         }
     }
@@ -130,7 +130,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedSlidingLog<K, C> {
         Q: Hash + Eq + ?Sized,
     {
         if let Some(ring) = self.ring(key) {
-            ring.reset(&self.log);
+            ring.reset();
         }
     }
 

@@ -52,7 +52,7 @@ fn keys_are_independent_and_exact() {
 fn key_bound_and_idle_removal() {
     let clock = ManualClock::new();
     let log = SlidingLog::new(Rate::per_second(4)).unwrap();
-    assert_eq!(log.bytes_per_key(), 48);
+    assert_eq!(log.bytes_per_key(), 4 * 8 + 64);
     let l: KeyedSlidingLog<u64, _> = KeyedSlidingLog::with_max_keys(log, &clock, 2);
     assert!(l.check(&1, 1).unwrap().is_allowed());
     assert!(l.check(&2, 4).unwrap().is_allowed());
