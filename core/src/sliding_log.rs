@@ -27,9 +27,10 @@
 //! before its CAS (with `fetch_max`, so a slow helper holding an old value changes nothing), so
 //! every entry older than the newest batch is in its slot whenever the head names it. Readers
 //! (peeks and denials) never write: they read the head, the slots they need, and the head again,
-//! and start over if it moved; slots that a reader of a given head reads are never written
-//! while that head stands. Every check is linearizable at its successful CAS (admissions) or at
-//! its last head read (denials and peeks).
+//! and start over if it moved; the slots a reader of a given head reads never change value
+//! while that head stands (a late helper's `fetch_max` there finds a value at least its own).
+//! Every check is linearizable at its successful CAS (admissions) or at its last head read
+//! (denials and peeks).
 //!
 //! **Stale readings.** A clock reading behind the newest entry's time only makes a check
 //! stricter: the entry it records is clamped to the newest, and fewer entries have expired at
