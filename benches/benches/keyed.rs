@@ -81,6 +81,22 @@ fn existing_keys(c: &mut Criterion) {
             })
         });
     }
+    // The sliding window log: a ring per key in a DashMap, 100 per 100 us (800 bytes a key).
+    let log: traffik::sliding_log::KeyedSlidingLog<u64, _> =
+        traffik::sliding_log::KeyedSlidingLog::new(
+            traffik::SlidingLog::new(Rate::from_nanos(100, 100_000).unwrap()).unwrap(),
+            &clock,
+        );
+    for k in 0..KEYS {
+        let _ = log.check(&k, 1).unwrap();
+    }
+    g.bench_function("traffik-sliding-log", |b| {
+        b.iter(|| {
+            clock.advance_nanos(1_000);
+            k = (k + 7919) % KEYS;
+            let _ = black_box(log.check(&k, 1).unwrap());
+        })
+    });
     g.finish();
 
     // Per-key quota lookup and live algorithm vs the fixed table: same keys, same manual

@@ -4,13 +4,14 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
+use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use traffik::{
     Adaptive, Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock,
-    PriorityBudget, QuantaClock, QuotaRollover, Rate, Rollover, Schedule, SlidingWindowCounter,
-    TokenBucket,
+    PriorityBudget, QuantaClock, QuotaRollover, Rate, Rollover, Schedule, SlidingLog,
+    SlidingLogLimiter, SlidingWindowCounter, TokenBucket,
 };
 
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
@@ -73,6 +74,33 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     manual(c, "schedule", schedule);
+
+    // The sliding window log keeps one slot per unit of the limit, so it runs the same pace
+    // (one per microsecond) as 100 per 100 us: 800 bytes of ring, every check admitted.
+    let log = SlidingLog::new(Rate::from_nanos(100, 100_000).unwrap()).unwrap();
+    let log_clock = ManualClock::new();
+    let limiter = SlidingLogLimiter::new(log, &log_clock);
+    c.bench_function("single/manual/traffik-sliding-log", |b| {
+        b.iter(|| {
+            log_clock.advance_nanos(1_000);
+            let _ = black_box(limiter.check(black_box(1)).unwrap());
+        })
+    });
+
+    // The traffic shaper's fast path (nobody waiting, departure allowed now): one request a
+    // nanosecond with a large burst never queues at this pace. Polled once with a no-op waker.
+    let shaper = traffik::shape::Shaper::new(
+        traffik::shape::ShapeConfig::new(Rate::per_second(1_000_000_000)).burst(1_000_000),
+    )
+    .unwrap();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    c.bench_function("single/real/traffik-shaper-immediate", |b| {
+        b.iter(|| {
+            let mut fut = shaper.acquire(black_box(1));
+            let polled = std::pin::Pin::new(&mut fut).poll(&mut cx);
+            black_box(matches!(polled, std::task::Poll::Ready(Ok(_))))
+        })
+    });
 
     // Real clocks: quanta on both sides.
     let gov = RateLimiter::direct(quota);

@@ -65,6 +65,9 @@ pub mod rate;
 pub mod rates;
 pub mod rollover;
 pub mod schedule;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod sliding_log;
 pub mod sliding_window;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -107,6 +110,9 @@ pub use schedule::{
     Schedule, ScheduleBuilder, ScheduleDetails, ScheduleError, ScheduleRate, Weekday,
     MAX_SCHEDULE_RATES,
 };
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use sliding_log::{LogRing, SlidingLog, SlidingLogLimiter, MAX_LOG_LIMIT};
 pub use sliding_window::SlidingWindowCounter;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

@@ -37,8 +37,9 @@ pub enum RedisAlgorithm {
     /// [`traffik_core::SlidingWindowCounter`].
     SlidingWindowCounter,
     /// An exact sliding window log: a sorted set of admission times per key, `limit` units in
-    /// any window of one period (an entry at `e` counts at `t` while `e > t - period`). There is
-    /// no in-process counterpart.
+    /// any window of one period (an entry at `e` counts at `t` while `e > t - period`). The
+    /// in-process counterpart is [`traffik_core::SlidingLogLimiter`] (same decisions for readings
+    /// that never go back; it caps the limit at 2^20 rather than 10,000).
     ///
     /// Memory is about 100 bytes per admitted unit still in the window, and a check that admits
     /// or expires many units at once does that much work on Redis's single thread, so the limit

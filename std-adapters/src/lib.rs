@@ -30,6 +30,10 @@ pub mod failover;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod http;
 pub mod route;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod shape;
+pub mod sliding_log;
 mod sync;
 pub mod wait;
 
@@ -53,6 +57,8 @@ pub use traffik_core::{
     FixedWindow, Gcra, LeakyBucket, QuotaRollover, QuotaView, Rollover, SlidingWindowCounter,
     TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
 };
+// The sliding window log (not a one-word algorithm: a ring per key).
+pub use traffik_core::{LogRing, SlidingLog, SlidingLogLimiter, MAX_LOG_LIMIT};
 // Decisions and errors.
 pub use traffik_core::{CheckError, Decision};
 // Clocks (the real one is [`QuantaClock`] above).
