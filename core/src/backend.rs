@@ -213,82 +213,52 @@ mod keyed {
     use crate::clock::Clock;
     use crate::key::Key;
     use crate::quota::Quotas;
-    use crate::table::{KeyedLimiter, QuotaLimiter};
+    use crate::table::{KeyedLimiter, MultiKeyed, QuotaLimiter};
     use core::future::ready;
 
-    /// The in-process table: every future is ready on its first poll, and does exactly what the
-    /// synchronous [`KeyedLimiter::check`], [`peek`](KeyedLimiter::peek) and
-    /// [`reset`](KeyedLimiter::reset) do.
-    impl<K, A, C> AsyncLimiter<K> for KeyedLimiter<K, A, C>
-    where
-        K: Key + ?Sized,
-        A: Algorithm,
-        C: Clock,
-        Self: Send + Sync,
-    {
-        type Error = CheckError;
-        #[inline]
-        fn check(
-            &self,
-            key: &K,
-            cost: u64,
-        ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-            ready(KeyedLimiter::check(self, key, cost))
-        }
-        #[inline]
-        fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-            ready(Ok(KeyedLimiter::peek(self, key)))
-        }
-        #[inline]
-        fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
-            KeyedLimiter::reset(self, key);
-            ready(Ok(()))
-        }
-        #[inline]
-        fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
-            Some(KeyedLimiter::check(self, key, cost))
-        }
-        #[inline]
-        fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
-            Some(Ok(KeyedLimiter::peek(self, key)))
-        }
+    /// The contract for an in-process table whose own `check(&key, cost)`, `peek(&key)` and
+    /// `reset(&key)` answer at once: every future is ready on its first poll and does exactly
+    /// what the synchronous call does, and `check_now`/`peek_now` always answer.
+    macro_rules! answered_on_the_spot {
+        ($table:ident<$($param:ident),+> where $($bounds:tt)+) => {
+            impl<$($param),+> AsyncLimiter<K> for $table<$($param),+>
+            where
+                $($bounds)+
+            {
+                type Error = CheckError;
+                #[inline]
+                fn check(
+                    &self,
+                    key: &K,
+                    cost: u64,
+                ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+                    ready($table::check(self, key, cost))
+                }
+                #[inline]
+                fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+                    ready(Ok($table::peek(self, key)))
+                }
+                #[inline]
+                fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                    $table::reset(self, key);
+                    ready(Ok(()))
+                }
+                #[inline]
+                fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
+                    Some($table::check(self, key, cost))
+                }
+                #[inline]
+                fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
+                    Some(Ok($table::peek(self, key)))
+                }
+            }
+        };
     }
 
-    /// The per-key-quota table: like [`KeyedLimiter`], every future is ready on its first poll
-    /// and does what the synchronous [`QuotaLimiter::check`], [`peek`](QuotaLimiter::peek) and
-    /// [`reset`](QuotaLimiter::reset) do.
-    impl<K, Q, C> AsyncLimiter<K> for QuotaLimiter<K, Q, C>
-    where
-        K: Key + ?Sized,
-        Q: Quotas<K>,
-        C: Clock,
-        Self: Send + Sync,
-    {
-        type Error = CheckError;
-        #[inline]
-        fn check(
-            &self,
-            key: &K,
-            cost: u64,
-        ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-            ready(QuotaLimiter::check(self, key, cost))
-        }
-        #[inline]
-        fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-            ready(Ok(QuotaLimiter::peek(self, key)))
-        }
-        #[inline]
-        fn reset(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
-            QuotaLimiter::reset(self, key);
-            ready(Ok(()))
-        }
-        #[inline]
-        fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, Self::Error>> {
-            Some(QuotaLimiter::check(self, key, cost))
-        }
-        #[inline]
-        fn peek_now(&self, key: &K) -> Option<Result<Decision, Self::Error>> {
-            Some(Ok(QuotaLimiter::peek(self, key)))
-        }
-    }
+    // The keyed table.
+    answered_on_the_spot!(KeyedLimiter<K, A, C> where K: Key + ?Sized, A: Algorithm, C: Clock, Self: Send + Sync);
+    // The per-key-quota table.
+    answered_on_the_spot!(QuotaLimiter<K, Q, C> where K: Key + ?Sized, Q: Quotas<K>, C: Clock, Self: Send + Sync);
+    // One table per limit, checked all or nothing.
+    answered_on_the_spot!(MultiKeyed<K, A, C> where K: Key + ?Sized, A: Algorithm, C: Clock, Self: Send + Sync);
 }

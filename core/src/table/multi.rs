@@ -3,14 +3,12 @@
 
 use super::{Found, KeyedLimiter};
 use crate::algorithm::{Algorithm, AlgorithmWork};
-use crate::backend::AsyncLimiter;
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
 use crate::key::Key;
 use crate::multi::{check_each, Leg, Receipt};
 use crate::rates::MAX_RATES;
 use alloc::vec::Vec;
-use core::future::{ready, Future};
 
 use super::slot::{key_of, occupied, pack, state_of};
 
@@ -272,36 +270,5 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> MultiKeyed<K, A, C> {
     /// The tables, one per limit.
     pub fn tables(&self) -> &[KeyedLimiter<K, A, C>] {
         &self.tables
-    }
-}
-
-/// Every future is ready on its first poll, as for the single table.
-impl<K, A, C> AsyncLimiter<K> for MultiKeyed<K, A, C>
-where
-    K: Key + ?Sized,
-    A: Algorithm,
-    C: Clock,
-    Self: Send + Sync,
-{
-    type Error = CheckError;
-    fn check(
-        &self,
-        key: &K,
-        cost: u64,
-    ) -> impl Future<Output = Result<Decision, CheckError>> + Send {
-        ready(MultiKeyed::check(self, key, cost))
-    }
-    fn peek(&self, key: &K) -> impl Future<Output = Result<Decision, CheckError>> + Send {
-        ready(Ok(MultiKeyed::peek(self, key)))
-    }
-    fn reset(&self, key: &K) -> impl Future<Output = Result<(), CheckError>> + Send {
-        MultiKeyed::reset(self, key);
-        ready(Ok(()))
-    }
-    fn check_now(&self, key: &K, cost: u64) -> Option<Result<Decision, CheckError>> {
-        Some(MultiKeyed::check(self, key, cost))
-    }
-    fn peek_now(&self, key: &K) -> Option<Result<Decision, CheckError>> {
-        Some(Ok(MultiKeyed::peek(self, key)))
     }
 }
