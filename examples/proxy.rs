@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --example proxy --features tower                # demo against a built-in upstream
 //! SERVE=127.0.0.1:8080 UPSTREAM=127.0.0.1:3000 cargo run --example proxy --features tower
+//! # one limit per client shared by several proxies, through Redis (never the usual port 6379):
+//! REDIS_URL=redis://127.0.0.1:6380/ cargo run --example proxy --features tower,redis
 //! ```
 //!
 //! Without `SERVE`, the example starts a tiny upstream and the proxy on free loopback ports,
@@ -29,6 +31,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
 use traffik::http::{PeerIp, Policy, RateLimitLayer};
+use traffik::route::Either as Store;
+use traffik::{Rate, RateLimiter};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -77,13 +81,35 @@ fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
     resp
 }
 
+/// Where the per-client counts live: this process, or Redis when `REDIS_URL` is set (with the
+/// `redis` feature), so that several proxies share one limit per client.
+#[cfg(feature = "redis")]
+type Limiter = Store<RateLimiter<[u8]>, traffik::redis::RedisLimiter>;
+#[cfg(not(feature = "redis"))]
+type Limiter = Store<RateLimiter<[u8]>, RateLimiter<[u8]>>;
+
+async fn limiter(rate: Rate) -> Result<Limiter, Error> {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let redis = traffik::redis::RedisLimiter::builder(url.as_str())
+            .rate(rate)
+            .prefix("traffik-proxy-example")
+            .timeout(std::time::Duration::from_millis(250))
+            .build()
+            .await?;
+        return Ok(Store::Right(redis));
+    }
+    Ok(Store::Left(traffik::builder().rate(rate).build()?))
+}
+
 /// Serves the proxy on `listener`: the rate-limit layer in front of `forward`.
 async fn proxy(listener: TcpListener, upstream: Authority) -> Result<(), Error> {
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
     // 5 requests a second per client address (GCRA: a burst of 5, then one every 200 ms).
+    let rate: Rate = "5/s".parse()?;
     let layer = RateLimitLayer::builder()
-        .policy(Policy::in_process("per-client", "5/s")?.key(PeerIp::new()))
+        .policy(Policy::new("per-client", rate, limiter(rate).await?)?.key(PeerIp::new()))
         .build()?;
     let service = layer.layer(tower::service_fn(move |req| {
         forward(client.clone(), upstream.clone(), req)
@@ -149,7 +175,12 @@ async fn main() -> Result<(), Error> {
     };
     let listener = TcpListener::bind(serve_on.as_deref().unwrap_or("127.0.0.1:0")).await?;
     let addr = listener.local_addr()?;
-    println!("proxy on http://{addr} -> http://{upstream_addr}");
+    let store = if std::env::var_os("REDIS_URL").is_some() && cfg!(feature = "redis") {
+        "Redis"
+    } else {
+        "in-process"
+    };
+    println!("proxy on http://{addr} -> http://{upstream_addr} ({store} limits)");
     let server = tokio::spawn(proxy(listener, upstream_addr));
     if serve_on.is_some() {
         return server.await?;
