@@ -1,0 +1,227 @@
+//! The keyed check beside governor's keyed limiter (DashMap, quanta clock on both sides) over a
+//! grid of realistic workloads: 10,000 live keys visited in a fixed-seed random order, four key
+//! types, four table sizes, all-admitted and mostly-denied, one and two threads on shared keys.
+//!
+//! The machine is shared, so no single timing is trusted: each cell runs traffik and governor
+//! in alternating rounds in one process and reports the median of the per-round ratios
+//! (traffik time / governor time). Run with `cargo bench -p traffik-benches --bench grid`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use governor::{Quota, RateLimiter as Governor};
+use std::hash::Hash;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::time::Instant;
+use traffik::{Key, Rate, RateLimiter};
+
+/// Live keys in every cell.
+const KEYS: usize = 10_000;
+/// Alternating rounds per cell (odd, so the median is one round's ratio).
+const ROUNDS: usize = 41;
+/// Checks per thread per round.
+const PER_ROUND: usize = 50_000;
+/// Length of the precomputed access sequence (a power of two, masked into).
+const SEQ: usize = 1 << 16;
+
+/// splitmix64: a fixed-seed generator, so every run visits keys in the same order.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// All-admitted: a permutation of the keys repeated; mostly-denied: 80% of checks on 1% of the
+/// keys, the rest uniform, in random order.
+fn sequence(denied: bool, rng: &mut Mix) -> Vec<u32> {
+    if denied {
+        let hot = KEYS / 100;
+        (0..SEQ)
+            .map(|_| {
+                if rng.below(10) < 8 {
+                    rng.below(hot) as u32
+                } else {
+                    rng.below(KEYS) as u32
+                }
+            })
+            .collect()
+    } else {
+        let mut perm: Vec<u32> = (0..KEYS as u32).collect();
+        for i in (1..KEYS).rev() {
+            perm.swap(i, rng.below(i + 1));
+        }
+        perm.iter().copied().cycle().take(SEQ).collect()
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Wall time of `threads` threads each making `PER_ROUND` checks through `f(index)`, walking
+/// the shared sequence from offsets half a sequence apart.
+fn round(threads: usize, seq: &[u32], f: &(impl Fn(usize) + Sync)) -> f64 {
+    let start = Instant::now();
+    if threads == 1 {
+        for i in 0..PER_ROUND {
+            f(seq[i & (SEQ - 1)] as usize);
+        }
+    } else {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    let off = t * SEQ / threads;
+                    for i in 0..PER_ROUND {
+                        f(seq[(off + i) & (SEQ - 1)] as usize);
+                    }
+                });
+            }
+        });
+    }
+    start.elapsed().as_nanos() as f64
+}
+
+/// One cell: median of per-round traffik/governor ratios, and both medians in ns per check.
+fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
+    keys: &[K],
+    capacity: usize,
+    denied: bool,
+    threads: usize,
+    seq: &[u32],
+) -> (f64, f64, f64) {
+    let per_second: u32 = if denied { 100 } else { 1_000_000_000 };
+    let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(per_second).unwrap()));
+    let ours: RateLimiter<K> = traffik::builder()
+        .rate(Rate::per_second(u64::from(per_second)))
+        .capacity(capacity)
+        .build()
+        .unwrap();
+    for k in keys {
+        let _ = gov.check_key(k);
+        let _ = ours.check(k, 1).unwrap();
+    }
+    let mut t_ns = Vec::with_capacity(ROUNDS);
+    let mut g_ns = Vec::with_capacity(ROUNDS);
+    let checks = (threads * PER_ROUND) as f64;
+    // One warm-up round each, then alternate (swapping who goes first each round).
+    let traffik_round = || {
+        round(threads, seq, &|i| {
+            let _ = black_box(ours.check(&keys[i], 1).unwrap());
+        })
+    };
+    let governor_round = || {
+        round(threads, seq, &|i| {
+            black_box(gov.check_key(&keys[i]).is_ok());
+        })
+    };
+    traffik_round();
+    governor_round();
+    for r in 0..ROUNDS {
+        if r % 2 == 0 {
+            t_ns.push(traffik_round());
+            g_ns.push(governor_round());
+        } else {
+            g_ns.push(governor_round());
+            t_ns.push(traffik_round());
+        }
+    }
+    let ratios: Vec<f64> = t_ns.iter().zip(&g_ns).map(|(t, g)| t / g).collect();
+    (
+        median(ratios),
+        median(t_ns).max(0.0) / checks * threads as f64,
+        median(g_ns) / checks * threads as f64,
+    )
+}
+
+fn ip(i: u64) -> IpAddr {
+    // IPv4 from 10.0.0.0 upwards; IPv6 one address per /64 under 2001:db8::/32.
+    if i % 2 == 0 {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(
+            (0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1,
+        ))
+    }
+}
+
+/// Capacities for 25%, 50%, 75% and the default (100,000: 10%) with `KEYS` live keys.
+const SIZES: [(&str, usize); 4] = [
+    ("25%", KEYS * 4),
+    ("50%", KEYS * 2),
+    ("75%", KEYS * 4 / 3),
+    ("default", traffik::builder::DEFAULT_CAPACITY),
+];
+
+fn row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], seqs: &[Vec<u32>; 2]) {
+    for (denied, label) in [(false, "all admitted"), (true, "mostly denied")] {
+        for threads in [1, 2] {
+            let mut line = format!("| {name} | {label} | {threads} |");
+            let mut detail = String::new();
+            for (_, capacity) in SIZES {
+                let (ratio, t, g) = cell(keys, capacity, denied, threads, &seqs[denied as usize]);
+                line.push_str(&format!(" {ratio:.2} |"));
+                detail.push_str(&format!(" {t:.0}/{g:.0}"));
+            }
+            println!("{line}  ns/check traffik/governor:{detail}");
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument picks key types by name.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f));
+    let mut rng = Mix(0x7472_6166_6669_6b21);
+    let seqs = [sequence(false, &mut rng), sequence(true, &mut rng)];
+    let started = Instant::now();
+    println!(
+        "median of {ROUNDS} per-round ratios traffik/governor, {PER_ROUND} checks per thread \
+         per round, {KEYS} live keys in random order; two threads walk shared keys"
+    );
+    println!("| keys | workload | threads | 25% | 50% | 75% | default (10%) |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    if wanted("u64-seq") {
+        let keys: Vec<u64> = (0..KEYS as u64).collect();
+        row("u64 sequential", &keys, &seqs);
+    }
+    if wanted("u64-scattered") {
+        let mut r = Mix(42);
+        let keys: Vec<u64> = (0..KEYS).map(|_| r.next()).collect();
+        row("u64 scattered", &keys, &seqs);
+    }
+    if wanted("ip") {
+        let keys: Vec<IpAddr> = (0..KEYS as u64).map(ip).collect();
+        row("IpAddr v4/v6", &keys, &seqs);
+    }
+    if wanted("string") {
+        let keys: Vec<String> = (0..KEYS).map(|i| format!("user-{i:08}")).collect();
+        row("String", &keys, &seqs);
+    }
+    if wanted("strided") {
+        // The old headline: u64 keys walked in a fixed stride of 7919.
+        let strided: Vec<u32> = (0..SEQ).map(|i| (i * 7919 % KEYS) as u32).collect();
+        let seqs = [strided.clone(), strided];
+        let keys: Vec<u64> = (0..KEYS as u64).collect();
+        let mut line = "| u64 sequential, strided walk | all admitted | 1 |".to_string();
+        for (_, capacity) in SIZES {
+            let (ratio, _, _) = cell(&keys, capacity, false, 1, &seqs[0]);
+            line.push_str(&format!(" {ratio:.2} |"));
+        }
+        println!("{line}");
+    }
+    eprintln!("grid took {:.0} s", started.elapsed().as_secs_f64());
+}
