@@ -125,6 +125,18 @@ fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
             black_box(gov.check_key(&keys[i]).is_ok());
         })
     };
+    match option("side").as_deref() {
+        // One side only, for `perf stat` / `perf record` of one cell (no ratio then).
+        Some("traffik") => {
+            let t: Vec<f64> = (0..ROUNDS).map(|_| traffik_round()).collect();
+            return (f64::NAN, median(t) / PER_ROUND as f64, f64::NAN);
+        }
+        Some("governor") => {
+            let g: Vec<f64> = (0..ROUNDS).map(|_| governor_round()).collect();
+            return (f64::NAN, f64::NAN, median(g) / PER_ROUND as f64);
+        }
+        _ => {}
+    }
     traffik_round();
     governor_round();
     for r in 0..ROUNDS {
@@ -163,12 +175,31 @@ const SIZES: [(&str, usize); 4] = [
     ("default", traffik::builder::DEFAULT_CAPACITY),
 ];
 
+/// The value of `--name=value` on the command line.
+fn option(name: &str) -> Option<String> {
+    let prefix = format!("--{name}=");
+    std::env::args().find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+}
+
 fn row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], seqs: &[Vec<u32>; 2]) {
+    // `--workload=admitted|denied`, `--threads=N` and `--size=25%|50%|75%|default` pick cells.
+    let workload = option("workload");
+    let only_threads = option("threads");
+    let size = option("size");
     for (denied, label) in [(false, "all admitted"), (true, "mostly denied")] {
+        if workload.as_deref().is_some_and(|w| !label.contains(w)) {
+            continue;
+        }
         for threads in [1, 2] {
+            if only_threads.as_deref().is_some_and(|t| t != threads.to_string()) {
+                continue;
+            }
             let mut line = format!("| {name} | {label} | {threads} |");
             let mut detail = String::new();
-            for (_, capacity) in SIZES {
+            for (name, capacity) in SIZES {
+                if size.as_deref().is_some_and(|s| s != name) {
+                    continue;
+                }
                 let (ratio, t, g) = cell(keys, capacity, denied, threads, &seqs[denied as usize]);
                 line.push_str(&format!(" {ratio:.2} |"));
                 detail.push_str(&format!(" {t:.0}/{g:.0}"));
