@@ -156,6 +156,67 @@ fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
     )
 }
 
+/// `check_many` in batches of 16 keys taken in order from the random sequence, one thread:
+/// median per-round ratios against governor's loop and against traffik's own loop of checks.
+fn batch_row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], seq: &[u32]) {
+    const PER_BATCH: usize = 16;
+    let mut vs_gov = format!("| {name}, `check_many` x16 / governor | all admitted | 1 |");
+    let mut vs_loop = format!("| {name}, `check_many` x16 / traffik loop | all admitted | 1 |");
+    for (_, capacity) in SIZES {
+        let per_second = 1_000_000_000u32;
+        let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(per_second).unwrap()));
+        let ours: RateLimiter<K> = traffik::builder()
+            .rate(Rate::per_second(u64::from(per_second)))
+            .capacity(capacity)
+            .build()
+            .unwrap();
+        for k in keys {
+            let _ = gov.check_key(k);
+            let _ = ours.check(k, 1).unwrap();
+        }
+        // The batches, as key values, laid out once.
+        let batches: Vec<Vec<K>> = (0..PER_ROUND / PER_BATCH)
+            .map(|b| {
+                (0..PER_BATCH)
+                    .map(|j| keys[seq[(b * PER_BATCH + j) & (SEQ - 1)] as usize].clone())
+                    .collect()
+            })
+            .collect();
+        let time = |f: &dyn Fn(&[K])| {
+            let start = Instant::now();
+            for b in &batches {
+                f(b);
+            }
+            start.elapsed().as_nanos() as f64
+        };
+        let many = |b: &[K]| {
+            ours.check_many(b, 1, |_, d| {
+                let _ = black_box(d.unwrap());
+            })
+        };
+        let each = |b: &[K]| {
+            for k in b {
+                let _ = black_box(ours.check(k, 1).unwrap());
+            }
+        };
+        let theirs = |b: &[K]| {
+            for k in b {
+                black_box(gov.check_key(k).is_ok());
+            }
+        };
+        let (mut g, mut l) = (Vec::new(), Vec::new());
+        time(&many);
+        for _ in 0..ROUNDS {
+            let m = time(&many);
+            g.push(m / time(&theirs));
+            l.push(m / time(&each));
+        }
+        vs_gov.push_str(&format!(" {:.2} |", median(g)));
+        vs_loop.push_str(&format!(" {:.2} |", median(l)));
+    }
+    println!("{vs_gov}\n{vs_loop}");
+}
+
 fn ip(i: u64) -> IpAddr {
     // IPv4 from 10.0.0.0 upwards; IPv6 one address per /64 under 2001:db8::/32.
     if i % 2 == 0 {
@@ -191,7 +252,10 @@ fn row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], seqs: &
             continue;
         }
         for threads in [1, 2] {
-            if only_threads.as_deref().is_some_and(|t| t != threads.to_string()) {
+            if only_threads
+                .as_deref()
+                .is_some_and(|t| t != threads.to_string())
+            {
                 continue;
             }
             let mut line = format!("| {name} | {label} | {threads} |");
@@ -241,6 +305,13 @@ fn main() {
     if wanted("string") {
         let keys: Vec<String> = (0..KEYS).map(|i| format!("user-{i:08}")).collect();
         row("String", &keys, &seqs);
+    }
+    if wanted("batch") {
+        let mut r = Mix(42);
+        let scattered: Vec<u64> = (0..KEYS).map(|_| r.next()).collect();
+        batch_row("u64 scattered", &scattered, &seqs[0]);
+        let ips: Vec<IpAddr> = (0..KEYS as u64).map(ip).collect();
+        batch_row("IpAddr v4/v6", &ips, &seqs[0]);
     }
     if wanted("strided") {
         // The old headline: u64 keys walked in a fixed stride of 7919.
