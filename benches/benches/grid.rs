@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Instant;
-use traffik::{Key, Rate, RateLimiter};
+use traffik::{Gcra, Key, KeyedLimiter, QuantaClock, Rate, RateLimiter};
 
 /// Live keys in every cell.
 const KEYS: usize = 10_000;
@@ -218,6 +218,50 @@ fn batch_row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], s
     println!("{vs_gov}\n{vs_loop}");
 }
 
+/// Diagnostic: the builder's table (`AnyAlgorithm`, dispatched per check) against a statically
+/// typed `KeyedLimiter<_, Gcra, QuantaClock>` with the same capacity, keys and order, one
+/// thread, all admitted: median per-round ratios static / builder, and static / governor.
+fn static_row(keys: &[u64], seq: &[u32]) {
+    let mut vs_any = "| u64 scattered, static `Gcra` / builder | all admitted | 1 |".to_string();
+    let mut vs_gov = "| u64 scattered, static `Gcra` / governor | all admitted | 1 |".to_string();
+    let rate = Rate::per_second(1_000_000_000);
+    for (_, capacity) in SIZES {
+        let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap()));
+        let any: RateLimiter<u64> = traffik::builder()
+            .rate(rate)
+            .capacity(capacity)
+            .build()
+            .unwrap();
+        let config = traffik::TableConfig::new(capacity, [1, 2, 3, 4]);
+        let fixed: KeyedLimiter<u64, Gcra, QuantaClock> =
+            KeyedLimiter::new(Gcra::new(rate).unwrap(), QuantaClock::new(), config).unwrap();
+        for k in keys {
+            let _ = gov.check_key(k);
+            let _ = any.check(k, 1).unwrap();
+            let _ = fixed.check(k, 1).unwrap();
+        }
+        let (mut a, mut g) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let s = round(1, seq, &|i| {
+                black_box(fixed.check(&keys[i], 1).unwrap().is_allowed());
+            });
+            a.push(
+                s / round(1, seq, &|i| {
+                    black_box(any.check(&keys[i], 1).unwrap().is_allowed());
+                }),
+            );
+            g.push(
+                s / round(1, seq, &|i| {
+                    black_box(gov.check_key(&keys[i]).is_ok());
+                }),
+            );
+        }
+        vs_any.push_str(&format!(" {:.2} |", median(a)));
+        vs_gov.push_str(&format!(" {:.2} |", median(g)));
+    }
+    println!("{vs_any}\n{vs_gov}");
+}
+
 fn ip(i: u64) -> IpAddr {
     // IPv4 from 10.0.0.0 upwards; IPv6 one address per /64 under 2001:db8::/32.
     if i % 2 == 0 {
@@ -313,6 +357,11 @@ fn main() {
         batch_row("u64 scattered", &scattered, &seqs[0]);
         let ips: Vec<IpAddr> = (0..KEYS as u64).map(ip).collect();
         batch_row("IpAddr v4/v6", &ips, &seqs[0]);
+    }
+    if wanted("static") {
+        let mut r = Mix(42);
+        let scattered: Vec<u64> = (0..KEYS).map(|_| r.next()).collect();
+        static_row(&scattered, &seqs[0]);
     }
     if wanted("strided") {
         // The old headline: u64 keys walked in a fixed stride of 7919.
