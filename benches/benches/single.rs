@@ -1,13 +1,13 @@
 //! Single-key `check`: every traffik algorithm beside governor's direct limiter, same run.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
 use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use traffik::{
     Adaptive, Algorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Limiter, ManualClock,
     PriorityBudget, QuantaClock, QuotaRollover, Rate, Rollover, Schedule, SlidingLog,
@@ -117,6 +117,85 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// Median of per-round ratios (traffik time / governor time) over rounds that alternate the
+/// two, both on a manual clock stepped 1 us per check, so a shared machine's drift cancels.
+fn interleaved_one<A: Algorithm>(name: &str, alg: A) {
+    // Further arguments pick algorithms by name (for `perf record` of one of them).
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        return;
+    }
+    const ROUNDS: usize = 41;
+    const PER_ROUND: u64 = 200_000;
+    let gclock = FakeRelativeClock::default();
+    let quota = Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap());
+    let gov = RateLimiter::direct_with_clock(quota, gclock.clone());
+    let clock = ManualClock::new();
+    let limiter = Limiter::new(alg, &clock);
+    let ours = || {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            clock.advance_nanos(1_000);
+            // Reduced to a bool, as governor's result is by `is_ok()`: black-boxing the whole
+            // `Decision` would bill a 40-byte copy through memory to traffik alone.
+            black_box(limiter.check(black_box(1)).unwrap().is_allowed());
+        }
+        start.elapsed().as_nanos() as f64 / PER_ROUND as f64
+    };
+    let theirs = || {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            gclock.advance(Duration::from_micros(1));
+            black_box(gov.check().is_ok());
+        }
+        start.elapsed().as_nanos() as f64 / PER_ROUND as f64
+    };
+    let (mut t, mut g) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        if r % 2 == 0 {
+            t.push(ours());
+            g.push(theirs());
+        } else {
+            g.push(theirs());
+            t.push(ours());
+        }
+    }
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    let ratios = t.iter().zip(&g).map(|(a, b)| a / b).collect();
+    println!(
+        "| {name} | {:.2} ns | {:.2} ns | {:.2} |",
+        median(t),
+        median(g),
+        median(ratios)
+    );
+}
+
+/// The interleaved table (printed after criterion's figures).
+fn interleaved() {
+    let rate = Rate::per_second(u64::from(PER_SECOND));
+    println!("\ninterleaved: 41 rounds x 200,000 checks, medians; ratio = median per-round ratio");
+    println!("| algorithm | traffik | governor GCRA | ratio |");
+    println!("|---|---:|---:|---:|");
+    interleaved_one("GCRA", Gcra::new(rate).unwrap());
+    interleaved_one("token bucket", TokenBucket::new(rate).unwrap());
+    interleaved_one(
+        "sliding window counter",
+        SlidingWindowCounter::new(rate).unwrap(),
+    );
+    interleaved_one("fixed window", FixedWindow::new(rate).unwrap());
+    // 999,999/s: the limit does not divide the second, so the widening arithmetic runs.
+    interleaved_one(
+        "token bucket, 999,999/s (no whole interval)",
+        TokenBucket::new(Rate::per_second(999_999)).unwrap(),
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -124,4 +203,12 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(benches);
+
+fn main() {
+    // `--interleaved` runs only the interleaved table.
+    if !std::env::args().any(|a| a == "--interleaved") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    interleaved();
+}

@@ -38,6 +38,13 @@ pub struct TokenBucket {
     capacity: u64,
     limit: Divisor,
     period: Divisor,
+    /// `period / limit` when the limit divides the period (as in `1000/s`: one token every
+    /// 1,000,000 ns), else zero. Then `P(t) = floor(t / interval)` and the first time by which
+    /// `n` tokens exist is exactly `n * interval`: one reciprocal division and one multiply per
+    /// check instead of two widening multiplies and two reciprocal divisions.
+    interval: u64,
+    /// The reciprocal of `interval` (of 1 when there is none; then unused).
+    per_token: Divisor,
 }
 
 impl TokenBucket {
@@ -55,10 +62,17 @@ impl TokenBucket {
         if capacity > MAX_SPAN {
             return Err(ConfigError::BurstOverflow);
         }
+        let interval = if period % limit == 0 {
+            period / limit
+        } else {
+            0
+        };
         Ok(TokenBucket {
             capacity,
             limit: Divisor::new(limit),
             period: Divisor::new(period),
+            interval,
+            per_token: Divisor::new(interval),
         })
     }
 
@@ -66,6 +80,10 @@ impl TokenBucket {
     /// rate is at most one per nanosecond, so it always fits.
     #[inline]
     pub(crate) fn produced(&self, t: u64) -> u64 {
+        if self.interval != 0 {
+            // t * limit / period = t / interval exactly, since period = interval * limit.
+            return self.per_token.div(t);
+        }
         let (limit, period) = (self.limit.get(), self.period.get());
         match t.checked_mul(limit) {
             Some(x) => self.period.div(x),
@@ -77,6 +95,11 @@ impl TokenBucket {
     /// saturating at `u64::MAX`.
     #[inline]
     pub(crate) fn time_for(&self, n: u64) -> u64 {
+        if self.interval != 0 {
+            // n * period / limit = n * interval, an integer: no rounding; saturating exactly
+            // where the widening form would.
+            return n.saturating_mul(self.interval);
+        }
         let (limit, period) = (self.limit.get(), self.period.get());
         match n.checked_mul(period) {
             Some(x) => self.limit.div_ceil(x),
@@ -128,6 +151,55 @@ impl Algorithm for TokenBucket {
             0
         } else {
             self.time_for(taken).saturating_sub(now)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+    use proptest::prelude::*;
+
+    /// The widening formulas, as they were before the whole-interval shortcut.
+    fn produced_ref(limit: u64, period: u64, t: u64) -> u64 {
+        (u128::from(t) * u128::from(limit) / u128::from(period)) as u64
+    }
+
+    fn time_for_ref(limit: u64, period: u64, n: u64) -> u64 {
+        let t = (u128::from(n) * u128::from(period)).div_ceil(u128::from(limit));
+        u64::try_from(t).unwrap_or(u64::MAX)
+    }
+
+    fn bucket(limit: u64, period: u64) -> TokenBucket {
+        let rate = Rate::new(limit, Duration::from_nanos(period)).expect("a valid rate");
+        TokenBucket::new(rate).expect("a finite rate")
+    }
+
+    #[test]
+    fn the_shortcut_is_taken_exactly_when_the_limit_divides_the_period() {
+        assert_eq!(bucket(1_000, 1_000_000_000).interval, 1_000_000);
+        assert_eq!(bucket(7, 1_000_000_000).interval, 0);
+        assert_eq!(bucket(1, 1).interval, 1);
+    }
+
+    proptest! {
+        // Old-vs-new: every production count and refill time matches the widening form, near
+        // zero, near overflow and anywhere between, with and without a whole interval.
+        #[test]
+        fn produced_and_time_for_match_the_widening_formulas(
+            limit in 1u64..=1_000_000,
+            factor in prop_oneof![1u64..=1_000, 1u64..=1_000_000_000],
+            extra in prop_oneof![Just(0u64), 1u64..=1_000],
+            x in prop_oneof![0u64..=1_000_000, any::<u64>(), (u64::MAX - 1_000)..=u64::MAX],
+        ) {
+            // Periods a whole multiple of the limit, or off by `extra` nanoseconds.
+            let period = limit * factor + extra;
+            prop_assume!(period >= limit);
+            let b = bucket(limit, period);
+            let (limit, period) = (b.limit.get(), b.period.get());
+            prop_assert_eq!(b.produced(x), produced_ref(limit, period, x));
+            prop_assert_eq!(b.time_for(x), time_for_ref(limit, period, x));
         }
     }
 }

@@ -32,6 +32,7 @@
 //! to exactly `capacity` distinct live keys, a handful per million find both windows full
 //! (measured at one million keys; see BENCHMARKS.md).
 
+mod batch;
 mod config;
 mod multi;
 mod place;
