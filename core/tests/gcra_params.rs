@@ -1,5 +1,6 @@
 //! `GcraParams`: every TAT strategy decides a check exactly as GCRA with the parameters it
 //! hands out for that check.
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use proptest::prelude::*;
 use traffik_core::{
