@@ -134,6 +134,6 @@ pub mod blocking;
 pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource, MAX_LOG_LIMIT};
 pub use connection::Target;
 pub use error::RedisLimiterError;
-pub use limiter::{RedisLimiter, RedisMultiLimiter};
+pub use limiter::{RedisLimiter, RedisMultiLimiter, RedisTiered};
 pub use near_cache::NearCacheStats;
 pub use traffik_core::{Decision, Rate};
