@@ -147,7 +147,11 @@ impl RedisLimiter {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let tiers = Tiers::scaled(AlgorithmKind::Gcra, Rate::per_second(10), None, [1, 5],
 ///     |key: &[u8]| usize::from(key.starts_with(b"paid:")))?;
-/// let redis = RedisLimiter::builder("redis://127.0.0.1:6380/").build().await?;
+/// // The builder's own rate is required but plays no part in per-call checks.
+/// let redis = RedisLimiter::builder("redis://127.0.0.1:6380/")
+///     .rate(Rate::per_second(1))
+///     .build()
+///     .await?;
 /// // Every tier is GCRA, so every selection has parameters.
 /// let limiter = RedisTiered::new(redis, move |key: &[u8]| tiers.select(key).gcra_params());
 /// let decision = limiter.check("paid:acme".as_bytes(), 1).await?;
