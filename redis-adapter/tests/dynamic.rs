@@ -365,3 +365,33 @@ async fn server_time_and_refusals() {
     assert!(limiter.peek_gcra("s", params).await.unwrap().is_allowed());
     assert_eq!(limiter.gcra_key(b"s"), b"dyn:{s}:gcrap".to_vec());
 }
+
+#[test]
+fn blocking_wrapper_checks_with_params() {
+    let server = RedisServer::start();
+    let limiter = traffik_redis::blocking::RedisLimiter::connect(
+        RedisLimiter::builder(server.url())
+            .rate(Rate::per_second(1))
+            .prefix("dynb"),
+    )
+    .unwrap();
+    let gcra = Gcra::with_burst(Rate::per_hour(60), 2).unwrap();
+    let t0 = 1_700_000_000 * SEC;
+    let mut state = 0;
+    for (i, (cost, at)) in [(2, 0), (1, 0), (1, 60 * SEC), (1, 60 * SEC + 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let core = gcra.decide(state, t0 + at, cost).unwrap();
+        let redis = limiter
+            .check_gcra_at("k", cost, gcra.params(), t0 + at)
+            .unwrap();
+        assert_eq!(core.decision, redis, "check {i}");
+        state = core.next.unwrap_or(state);
+    }
+    limiter.reset_gcra("k").unwrap();
+    assert!(limiter
+        .check_gcra("k", 2, gcra.params())
+        .unwrap()
+        .is_allowed());
+}

@@ -38,6 +38,12 @@ impl RedisLimiter {
     /// waited for taken back). Its state lives at [`gcra_key`](Self::gcra_key), apart from
     /// the key's state under the limiter's own algorithm. The near cache is not used.
     ///
+    /// The caller picks `params` on its own clock, while with
+    /// [`TimeSource::Server`](crate::TimeSource::Server) the check runs at Redis's time: for a
+    /// [`Schedule`](traffik_core::Schedule), a check within the clocks' skew of an hour
+    /// boundary may run with the other hour's rate. Pass the time the parameters were picked
+    /// at to [`check_gcra_at`](Self::check_gcra_at) where that matters.
+    ///
     /// ```no_run
     /// use traffik_core::{Adaptive, Rate};
     /// use traffik_redis::RedisLimiter;
