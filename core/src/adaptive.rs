@@ -322,6 +322,13 @@ impl Adaptive {
         self.burst
     }
 
+    /// The GCRA parameters under the limit in force now: a check with them decides exactly as
+    /// this algorithm does until the limit moves again.
+    pub fn params(&self) -> crate::gcra::GcraParams {
+        // The build checked burst * interval for the floor's (longest) interval.
+        crate::gcra::GcraParams::from_parts(self.period.div_ceil(self.limit()), self.burst)
+    }
+
     /// What `state` means at `now` under the limit in force.
     pub fn details(&self, state: u64, now: u64) -> AdaptiveDetails {
         let limit = self.limit();

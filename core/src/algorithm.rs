@@ -318,6 +318,17 @@ pub enum AnyAlgorithm {
 }
 
 impl AnyAlgorithm {
+    /// The GCRA parameters of a GCRA or leaky bucket (`None` for any other kind): what a
+    /// backend that takes them per call needs, e.g. for the tier a [`Tiers`](crate::Tiers)
+    /// selects or the algorithm a [`Live`](crate::Live) holds now.
+    pub fn gcra_params(&self) -> Option<crate::gcra::GcraParams> {
+        match self {
+            AnyAlgorithm::Gcra(g) => Some(g.params()),
+            AnyAlgorithm::LeakyBucket(b) => Some(b.params()),
+            _ => None,
+        }
+    }
+
     /// Builds `kind` for `rate`. `burst` sets the burst (GCRA) or capacity (buckets) and defaults
     /// to the rate's limit; window algorithms (and the rollover quota) have no burst and reject
     /// one that differs from the limit. An unlimited rate gives [`AnyAlgorithm::Unlimited`] whatever the kind.

@@ -84,6 +84,101 @@ impl Gcra {
     pub const fn burst(&self) -> u64 {
         self.burst
     }
+
+    /// This GCRA's parameters, e.g. to check on a backend that takes them per call.
+    pub const fn params(&self) -> GcraParams {
+        GcraParams {
+            interval: self.interval,
+            burst: self.burst,
+        }
+    }
+}
+
+/// The parameters of one GCRA check: the emission interval `T` and the burst (the most cost one
+/// check may take, and the limit its decision reports); the tolerance is `burst * T`.
+///
+/// Every strategy that keeps one TAT word and reads it under the rate in force at the check
+/// ([`Gcra`], [`LeakyBucket`], a [`Live`](crate::Live) or [`Tiers`](crate::Tiers) of them,
+/// [`Adaptive`](crate::Adaptive), [`Schedule`](crate::Schedule),
+/// [`PriorityLevel`](crate::PriorityLevel)) decides a check exactly as [`Gcra`] with the
+/// parameters it hands out for that check. So a backend that takes these per call (such as
+/// `traffik-redis`'s `check_gcra`) makes the same decisions as the strategy in process.
+///
+/// ```
+/// use traffik_core::{Algorithm, Gcra, GcraParams, Rate};
+///
+/// let params = Gcra::new(Rate::per_second(4))?.params();
+/// assert_eq!(params, GcraParams::new(250_000_000, 4)?);
+/// assert_eq!(params.tolerance_nanos(), 1_000_000_000);
+/// let t = params.decide(0, 0, 4)?;
+/// assert_eq!(t.next, Some(1_000_000_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GcraParams {
+    interval: u64,
+    burst: u64,
+}
+
+impl GcraParams {
+    /// Parameters of `interval_nanos` per unit and a burst of `burst` units, both at least 1,
+    /// with `burst * interval_nanos` within the span every algorithm accepts.
+    pub fn new(interval_nanos: u64, burst: u64) -> Result<Self, ConfigError> {
+        if interval_nanos == 0 {
+            return Err(ConfigError::RateTooFast {
+                limit: 1,
+                period_nanos: 0,
+            });
+        }
+        if burst == 0 {
+            return Err(ConfigError::ZeroBurst);
+        }
+        burst
+            .checked_mul(interval_nanos)
+            .filter(|t| *t <= MAX_SPAN)
+            .ok_or(ConfigError::BurstOverflow)?;
+        Ok(GcraParams {
+            interval: interval_nanos,
+            burst,
+        })
+    }
+
+    /// From parts a strategy has already validated (`burst * interval` within the span).
+    pub(crate) const fn from_parts(interval: u64, burst: u64) -> Self {
+        GcraParams { interval, burst }
+    }
+
+    /// The emission interval `T` in nanoseconds.
+    pub const fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// The burst: the most cost one check may take, and the limit decisions report.
+    pub const fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// How far ahead of now the TAT may run: `burst * T`.
+    pub const fn tolerance_nanos(&self) -> u64 {
+        // Checked at construction.
+        self.burst * self.interval
+    }
+
+    /// One check under these parameters: what [`Gcra::decide`] with them says.
+    pub fn decide(&self, tat: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
+        if cost > self.burst {
+            return Err(CheckError::InsufficientCapacity { max: self.burst });
+        }
+        Ok(crate::tat::step(
+            self.interval,
+            |x| x / self.interval,
+            self.tolerance_nanos(),
+            self.burst,
+            tat,
+            now,
+            cost,
+        ))
+    }
 }
 
 impl Algorithm for Gcra {
@@ -159,6 +254,11 @@ impl LeakyBucket {
     /// Nanoseconds for one unit to drain.
     pub const fn drain_interval_nanos(&self) -> u64 {
         self.0.interval
+    }
+
+    /// The GCRA parameters this bucket decides with (burst = capacity).
+    pub const fn params(&self) -> GcraParams {
+        self.0.params()
     }
 }
 

@@ -91,7 +91,7 @@ pub use debt_bucket::{DebtBalance, DebtBucket};
 pub use decision::{CheckError, Decision};
 pub use details::Details;
 pub use fixed_window::FixedWindow;
-pub use gcra::{Gcra, LeakyBucket};
+pub use gcra::{Gcra, GcraParams, LeakyBucket};
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use key::{Hashed, Key, KeyHasher};

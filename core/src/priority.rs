@@ -274,6 +274,14 @@ impl PriorityBudget {
     }
 }
 
+impl PriorityLevel {
+    /// This priority's GCRA parameters: the shared interval, and its share (the budget less
+    /// its reserve) as the burst.
+    pub const fn params(&self) -> crate::gcra::GcraParams {
+        crate::gcra::GcraParams::from_parts(self.interval, self.share)
+    }
+}
+
 impl Algorithm for PriorityLevel {
     /// This priority's share: the budget less its reserve.
     #[inline]

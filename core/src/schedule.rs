@@ -348,6 +348,12 @@ impl Schedule {
         self.limits[self.index_at(now)]
     }
 
+    /// The GCRA parameters of the rate in force at clock reading `now`: a check at `now` with
+    /// them decides exactly as this schedule does.
+    pub fn params_at(&self, now: u64) -> crate::gcra::GcraParams {
+        self.rates[self.index_at(now)].params()
+    }
+
     /// What `state` means at `now` under the rate in force then.
     pub fn details(&self, state: u64, now: u64) -> ScheduleDetails {
         let (weekday, hour) = self.local_time(now);

@@ -2,6 +2,8 @@
 //!
 //! For programs without tokio. Do not call it from inside an async runtime.
 
+use traffik_core::GcraParams;
+
 use crate::{Decision, RedisLimiterBuilder, RedisLimiterError};
 
 /// A blocking [`RedisLimiter`](crate::RedisLimiter).
@@ -54,6 +56,34 @@ impl RedisLimiter {
         checks: &[(K, u64)],
     ) -> Vec<Result<Decision, RedisLimiterError>> {
         self.runtime.block_on(self.inner.check_many(checks))
+    }
+
+    /// See [`crate::RedisLimiter::check_gcra`].
+    pub fn check_gcra(
+        &self,
+        key: impl AsRef<[u8]>,
+        cost: u64,
+        params: GcraParams,
+    ) -> Result<Decision, RedisLimiterError> {
+        self.runtime
+            .block_on(self.inner.check_gcra(key, cost, params))
+    }
+
+    /// See [`crate::RedisLimiter::check_gcra_at`].
+    pub fn check_gcra_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        cost: u64,
+        params: GcraParams,
+        now_nanos: u64,
+    ) -> Result<Decision, RedisLimiterError> {
+        self.runtime
+            .block_on(self.inner.check_gcra_at(key, cost, params, now_nanos))
+    }
+
+    /// See [`crate::RedisLimiter::reset_gcra`].
+    pub fn reset_gcra(&self, key: impl AsRef<[u8]>) -> Result<(), RedisLimiterError> {
+        self.runtime.block_on(self.inner.reset_gcra(key))
     }
 
     /// The async limiter inside.

@@ -79,6 +79,19 @@
 //!
 //! The builder refuses configurations outside these ranges with [`RedisLimiterError::Config`].
 //!
+//! ## Rates that move
+//!
+//! A limiter's own script carries its rate as constants. For the core's strategies whose rate
+//! moves between checks while each key keeps one theoretical arrival time (a
+//! [`Live`](traffik_core::Live) rate, GCRA [`Tiers`](traffik_core::Tiers),
+//! [`Adaptive`](traffik_core::Adaptive), [`Schedule`](traffik_core::Schedule),
+//! [`PriorityLevel`](traffik_core::PriorityLevel)), [`RedisLimiter::check_gcra`] sends GCRA's
+//! interval and burst ([`GcraParams`](traffik_core::GcraParams)) with each check. The TAT is
+//! stored as one absolute time (split by a fixed unit of one second), so a key read under new
+//! parameters decides exactly as in process; [`RedisTiered`] picks the parameters per key. The
+//! ranges of *Exactness* hold with a tolerance (`burst * interval`) of at most 2^51 ns, checked
+//! per call.
+//!
 //! ## Failures
 //!
 //! Every failure is a typed [`RedisLimiterError`]; none is ever turned into an admission. A check
@@ -134,6 +147,6 @@ pub mod blocking;
 pub use config::{RedisAlgorithm, RedisLimiterBuilder, TimeSource, MAX_LOG_LIMIT};
 pub use connection::Target;
 pub use error::RedisLimiterError;
-pub use limiter::{RedisLimiter, RedisMultiLimiter};
+pub use limiter::{RedisLimiter, RedisMultiLimiter, RedisTiered};
 pub use near_cache::NearCacheStats;
 pub use traffik_core::{Decision, Rate};

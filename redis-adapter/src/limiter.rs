@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
-use traffik_core::Decision;
+use traffik_core::{Decision, GcraParams};
 
 use crate::config::{Plan, RedisAlgorithm, RedisLimiterBuilder, TimeSource};
 use crate::connection::{connect, is_unknown_node, Conn, Redirect, Target, MAX_REDIRECTS};
@@ -17,12 +17,16 @@ use crate::near_cache::{NearCache, NearCacheStats};
 use crate::reply::{bad_reply, is_noscript, parse_reply, Failure, Reply};
 use crate::scripts::LoadedScript;
 
+mod dynamic;
 mod multi;
+pub use dynamic::RedisTiered;
 pub use multi::RedisMultiLimiter;
 
 struct Inner {
     conn: Conn,
     script: LoadedScript,
+    /// The GCRA script with per-call parameters (`check_gcra`), loaded on first use.
+    dynamic: LoadedScript,
     plan: Plan,
     algorithm: RedisAlgorithm,
     prefix: String,
@@ -67,6 +71,8 @@ struct Prepared {
     now: Now,
     /// The near cache's clock when the request was built, if this call uses the cache.
     local: Option<u64>,
+    /// The GCRA parameters of a `check_gcra` (which runs the dynamic script, uncached).
+    params: Option<GcraParams>,
 }
 
 impl RedisLimiter {
@@ -91,6 +97,7 @@ impl RedisLimiter {
         let inner = Inner {
             conn,
             script,
+            dynamic: LoadedScript::gcra_dynamic(),
             plan,
             algorithm,
             prefix: builder.prefix,
@@ -160,9 +167,15 @@ impl RedisLimiter {
         if let Some(near) = &self.inner.near {
             near.forget(&key);
         }
+        let log = self.inner.algorithm == RedisAlgorithm::SlidingWindowLog;
+        self.delete(key, log).await
+    }
+
+    /// `DEL` of `key` (and, if `with_meta`, its meta key).
+    async fn delete(&self, key: Vec<u8>, with_meta: bool) -> Result<(), RedisLimiterError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(&key);
-        if self.inner.algorithm == RedisAlgorithm::SlidingWindowLog {
+        if with_meta {
             cmd.arg(meta_key(&key));
         }
         let label = String::from_utf8_lossy(&key).into_owned();
@@ -340,10 +353,22 @@ impl RedisLimiter {
             cost,
             now,
             local,
+            params: None,
         })
     }
 
     fn command(&self, p: &Prepared, by_sha: bool) -> Cmd {
+        if let Some(g) = p.params {
+            let split = match p.now {
+                Now::Nanos(n) => Some((n / dynamic::UNIT, n % dynamic::UNIT)),
+                Now::Server => None,
+            };
+            let args = [p.cost, g.interval_nanos(), g.burst()];
+            return self
+                .inner
+                .dynamic
+                .command_args(by_sha, &p.key, &args, split);
+        }
         let split = match p.now {
             Now::Nanos(n) => Some((n / self.inner.plan.unit, n % self.inner.plan.unit)),
             Now::Server => None,
@@ -595,6 +620,9 @@ impl RedisLimiter {
 
     /// Parses a script reply and feeds the near cache.
     fn finish(&self, p: &Prepared, reply: Value) -> Result<Decision, RedisLimiterError> {
+        if let Some(g) = p.params {
+            return parse_reply(reply, &p.key, g.burst(), dynamic::UNIT);
+        }
         let plan = &self.inner.plan;
         let decision = parse_reply(reply, &p.key, plan.capacity, plan.unit)?;
         if let (Some(near), Some(local), true) = (

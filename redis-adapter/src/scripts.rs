@@ -52,6 +52,19 @@ impl LoadedScript {
 }
 
 impl LoadedScript {
+    /// The GCRA script whose interval and burst come with each call (ARGV: cost, T, burst
+    /// [, Q, R]), on a fixed unit of one second.
+    pub(crate) fn gcra_dynamic() -> Self {
+        let main = include_str!("lua/gcra_dyn.lua");
+        let body = format!("{}\n{main}", prelude_for(main));
+        let sha = redis::Script::new(&body).get_hash().to_owned();
+        LoadedScript {
+            body,
+            sha,
+            two_keys: false,
+        }
+    }
+
     /// One check: `EVALSHA` (or `EVAL` with the body) on `key` (and, for the sliding window
     /// log, its meta key), with the cost and the caller's time split as `(Q, R)` if any.
     pub(crate) fn command(
@@ -59,6 +72,17 @@ impl LoadedScript {
         by_sha: bool,
         key: &[u8],
         cost: u64,
+        now: Option<(u64, u64)>,
+    ) -> Cmd {
+        self.command_args(by_sha, key, &[cost], now)
+    }
+
+    /// As [`command`](Self::command), with `args` (the cost first) before the caller's time.
+    pub(crate) fn command_args(
+        &self,
+        by_sha: bool,
+        key: &[u8],
+        args: &[u64],
         now: Option<(u64, u64)>,
     ) -> Cmd {
         let mut cmd = if by_sha {
@@ -75,7 +99,9 @@ impl LoadedScript {
         } else {
             cmd.arg(1).arg(key);
         }
-        cmd.arg(cost);
+        for a in args {
+            cmd.arg(*a);
+        }
         if let Some((q, r)) = now {
             cmd.arg(q).arg(r);
         }
@@ -167,6 +193,9 @@ mod tests {
         assert!(
             tb.contains("local function muldiv(") && tb.contains("local function muldiv_ceil(")
         );
+        let dynamic = LoadedScript::gcra_dynamic().body;
+        assert!(dynamic.contains("local function now_qr(") && dynamic.contains("now_qr(L, 4)"));
+        assert!(!dynamic.contains("{{PARAMS}}"));
         let log = LoadedScript::new(RedisAlgorithm::SlidingWindowLog, &[1, 2, 3]).body;
         assert!(!log.contains("local function store("));
         // Every helper a script calls is defined before the script body.

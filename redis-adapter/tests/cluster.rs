@@ -165,6 +165,23 @@ async fn cluster_checks_across_many_keys() {
             assert_eq!(l.peek(k).await.unwrap().remaining(), 2);
         }
     }
+    // GCRA with per-call parameters: each key's state in its own slot, read under a changed
+    // rate. Two units at 30 min each put the TAT 1 h ahead; at four times the rate (15 min,
+    // burst 4: a 1 h tolerance) one more unit would need 1 h 15 min, so it is denied.
+    let l = RedisLimiter::builder(Target::cluster(cluster.urls()))
+        .rate(Rate::per_hour(2))
+        .prefix("cdyn")
+        .build()
+        .await
+        .unwrap();
+    let slow = traffik_core::GcraParams::new(1_800_000_000_000, 2).unwrap();
+    let fast = traffik_core::GcraParams::new(900_000_000_000, 4).unwrap();
+    for i in 0..200 {
+        let k = format!("user-{i}");
+        assert!(l.check_gcra(&k, 2, slow).await.unwrap().is_allowed(), "{k}");
+        let d = l.check_gcra(&k, 1, fast).await.unwrap();
+        assert!(d.is_denied() && d.limit() == 4 && d.remaining() == 0, "{k}");
+    }
     // Every master holds some of the keys.
     for node in &cluster.nodes {
         let size: u64 = node

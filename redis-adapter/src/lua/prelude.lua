@@ -45,11 +45,12 @@ local function divmod(a, b, c, d)
 end
 
 --@ now_qr
--- The time of this call as (Q, R): the caller's reading, pre-split by the client, in ARGV[2]
--- and ARGV[3]; without them Redis TIME (microseconds).
-local function now_qr(L)
-  local aq = ARGV[2]
-  if aq then return tonumber(aq), tonumber(ARGV[3]) end
+-- The time of this call as (Q, R): the caller's reading, pre-split by the client, in ARGV[at]
+-- and ARGV[at + 1] (at defaults to 2); without them Redis TIME (microseconds).
+local function now_qr(L, at)
+  at = at or 2
+  local aq = ARGV[at]
+  if aq then return tonumber(aq), tonumber(ARGV[at + 1]) end
   local t = redis.call('TIME')
   local s, ns = tonumber(t[1]), tonumber(t[2]) * 1000
   if fmod(L, 1000000000) == 0 then
