@@ -1,7 +1,7 @@
 //! Changing a limiter's algorithm while it runs: [`Live`].
 //!
 //! [`Live<A>`] holds the algorithm a [`Limiter`](crate::Limiter) or a
-//! [`KeyedLimiter`](crate::KeyedLimiter) checks with, and lets it be replaced at any time
+//! `KeyedLimiter` (feature `alloc`) checks with, and lets it be replaced at any time
 //! without touching any key's state. Checkers never wait: each check copies the current
 //! algorithm out of one of two slots and runs with the copy.
 //!

@@ -90,7 +90,7 @@ pub struct Receipt {
 /// One limit a multi-check charges: charge with a receipt, refund by that receipt.
 ///
 /// Implemented by [`Limiter`], by a [`StateCell`] paired with its algorithm and a clock
-/// reading ([`CellLeg`]), and by one key of a [`KeyedLimiter`](crate::KeyedLimiter)
+/// reading ([`CellLeg`]), and by one key of a `KeyedLimiter` (feature `alloc`)
 /// (`KeyedLimiter::leg`, feature `alloc`).
 pub trait Leg {
     /// Checks `cost`, charging it if admitted; the receipt is `Some` exactly when something was

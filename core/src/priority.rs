@@ -131,7 +131,7 @@ impl From<CheckError> for PriorityCheckError {
 ///
 /// As an [`Algorithm`] on its own it checks as the highest priority. Check a priority through
 /// [`level`](Self::level), [`PriorityLimiter`], or
-/// [`KeyedLimiter::check_priority`](crate::KeyedLimiter::check_priority).
+/// `KeyedLimiter::check_priority` (feature `alloc`).
 ///
 /// ```
 /// use traffik_core::{Algorithm, PriorityBudget, Rate};

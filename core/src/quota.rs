@@ -1,7 +1,7 @@
 //! Per-key quotas: which algorithm (rate, burst, kind) governs a key, chosen at check time.
 //!
 //! A [`Quotas`] value maps a key to one of a fixed set of algorithms. The keyed
-//! [`QuotaLimiter`](crate::QuotaLimiter) asks it on every check and runs the check with the
+//! `QuotaLimiter` (feature `alloc`) asks it on every check and runs the check with the
 //! selected algorithm, in the same single table for every tier. [`Tiers`] is the ready-made
 //! set: up to `N` algorithms and a closure from key to tier index, so a lookup costs one call
 //! of the closure and one array index however many tiers there are.

@@ -166,7 +166,7 @@ impl<K: Key + ?Sized, A: Algorithm, C: Clock> Leg for TableLeg<'_, K, A, C> {
 /// Several limits on the same keys, checked all or nothing: one [`KeyedLimiter`] per limit
 /// (for example one for `10/s` and one for `1000/h`), charged as in [`check_all`](crate::check_all).
 ///
-/// It is itself an [`AsyncLimiter`], so middleware takes it like any other limiter; the
+/// It is itself an [`AsyncLimiter`](crate::AsyncLimiter), so middleware takes it like any other limiter; the
 /// `traffik` builder makes one from a rate list such as `"10/s, 1000/h"`.
 ///
 /// ```
