@@ -54,8 +54,8 @@ pub use traffik_core::{Rate, RateBuilder, RateError, RateParseError, RateParseEr
 // Algorithms, the runtime-chosen one, and what a custom algorithm implements.
 pub use traffik_core::{
     Algorithm, AlgorithmKind, AlgorithmWork, AnyAlgorithm, ConfigError, DebtBalance, DebtBucket,
-    FixedWindow, Gcra, LeakyBucket, QuotaRollover, QuotaView, Rollover, SlidingWindowCounter,
-    TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
+    FixedWindow, Gcra, GcraParams, LeakyBucket, QuotaRollover, QuotaView, Rollover,
+    SlidingWindowCounter, TokenBucket, Transition, Unlimited, MAX_NOW, STATE_BITS,
 };
 // The sliding window log (not a one-word algorithm: a ring per key).
 pub use traffik_core::{LogRing, SlidingLog, SlidingLogLimiter, MAX_LOG_LIMIT};
