@@ -10,15 +10,8 @@ if cost > most then return too_big(most) end
 local q, r = now_qr(L)
 local p = muldiv(r, limit, period)
 local key = KEYS[1]
-local raw = redis.call('GET', key)
-local short = 0
-if raw then
-  if #raw ~= 16 then return corrupt(key) end
-  local dq, dm = struct.unpack('<dd', raw)
-  if dq % 1 ~= 0 or dm % 1 ~= 0 then return corrupt(key) end
-  local d = (dq - q) * KL + (dm - p)
-  if d > 0 then short = d end
-end
+local short, err = packed_ahead(key, q, p, KL)
+if not short then return err end
 -- time_for(Q * KL + x) - now = ceil(x * period / limit) - R, floored at 0.
 local function after(x)
   local t = muldiv_ceil(x, period, limit) - r

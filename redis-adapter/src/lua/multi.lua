@@ -35,15 +35,8 @@ for i = 1, #KEYS do
     local T, tol, burst = c[3], c[4], c[5]
     cap = burst
     if cost > burst then return too_big(burst) end
-    local raw = redis.call('GET', key)
-    local b = 0
-    if raw then
-      if #raw ~= 16 then return corrupt(key) end
-      local tq, tr = struct.unpack('<dd', raw)
-      if tq % 1 ~= 0 or tr % 1 ~= 0 then return corrupt(key) end
-      local d = (tq - q) * L + (tr - r)
-      if d > 0 then b = d end
-    end
+    local b, err = packed_ahead(key, q, r, L)
+    if not b then return err end
     local n = b + cost * T
     if n > tol then
       local room = tol - b
@@ -58,15 +51,8 @@ for i = 1, #KEYS do
     cap = c[3]
     if cost > cap then return too_big(cap) end
     local p = muldiv(r, limit_, period)
-    local raw = redis.call('GET', key)
-    local short = 0
-    if raw then
-      if #raw ~= 16 then return corrupt(key) end
-      local dq, dm = struct.unpack('<dd', raw)
-      if dq % 1 ~= 0 or dm % 1 ~= 0 then return corrupt(key) end
-      local d = (dq - q) * KL + (dm - p)
-      if d > 0 then short = d end
-    end
+    local short, err = packed_ahead(key, q, p, KL)
+    if not short then return err end
     local function after(x)
       local t = muldiv_ceil(x, period, limit_) - r
       if t < 0 then return 0 end

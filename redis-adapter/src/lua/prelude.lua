@@ -77,6 +77,21 @@ local function corrupt(key)
   return redis.error_reply('TRAFFIK_CORRUPT state at ' .. key .. ' is not a traffik state')
 end
 
+--@ packed_ahead
+-- How far the state at `key`, two packed whole doubles hi, lo meaning hi * unit + lo (a GCRA
+-- TAT, or a token bucket's tokens taken), runs ahead of now = q * unit + lo_now: 0 when the key
+-- is absent or behind. nil and the error reply when the value is not one a script wrote.
+local function packed_ahead(key, q, lo_now, unit)
+  local raw = redis.call('GET', key)
+  if not raw then return 0 end
+  if #raw ~= 16 then return nil, corrupt(key) end
+  local hi, lo = struct.unpack('<dd', raw)
+  if hi % 1 ~= 0 or lo % 1 ~= 0 then return nil, corrupt(key) end
+  local d = (hi - q) * unit + (lo - lo_now)
+  if d > 0 then return d end
+  return 0
+end
+
 --@ muldiv
 -- floor(a * b / d) and ceil(a * b / d).
 local function muldiv(a, b, d)
@@ -102,4 +117,21 @@ end
 --@ too_big
 local function too_big(max)
   return struct.pack('<dd', -1, max)
+end
+
+--@ gcra_answer
+-- A GCRA check with the TAT `b` ahead of now = q * L + r: admitted when b + cost * T fits in the
+-- tolerance, then the new TAT is stored (for a positive cost) and the reply made.
+local function gcra_answer(key, q, r, L, T, tol, burst, cost, b)
+  local n = b + cost * T
+  if n <= tol then
+    if cost > 0 then
+      local tq, tr = divmod(1, r, n, L)
+      store(key, struct.pack('<dd', q + tq, tr), n)
+    end
+    return reply(1, burst, math.floor((tol - n) / T), 0, n)
+  end
+  local room = tol - b
+  if room < 0 then room = 0 end
+  return reply(0, burst, math.floor(room / T), n - tol, b)
 end
