@@ -3,15 +3,13 @@
 
 use std::fmt;
 
-use redis::aio::ConnectionLike;
 use redis::{Cmd, Value};
 use traffik_core::{AsyncLimiter, Decision};
 
 use super::{Now, RedisLimiter};
 use crate::config::RedisAlgorithm;
-use crate::connection::{is_unknown_node, Conn, Redirect, MAX_REDIRECTS};
 use crate::error::RedisLimiterError;
-use crate::reply::{bad_reply, is_noscript, parse_reply};
+use crate::reply::{bad_reply, parse_reply};
 use crate::scripts::multi;
 
 /// Several limits on the same keys (for example `10/s` and `1000/h`), checked by one Lua script
@@ -176,52 +174,15 @@ impl RedisMultiLimiter {
 
     async fn run(&self, key: &[u8], cost: u64, now: Now) -> Result<Decision, RedisLimiterError> {
         let first = self.first();
-        let timeout = first.inner.timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + first.inner.timeout;
         let keys = self.redis_keys(key);
-        let label = String::from_utf8_lossy(&keys[0]).into_owned();
-        let mut conn = first.inner.conn.clone();
-        if let Err(unsent) = first.ready(&conn, deadline).await {
-            return Err(unsent.error_for(&keys[0], timeout));
-        }
-        let cluster = matches!(conn, Conn::Cluster(_));
-        let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
-        // As `RedisLimiter`'s single check: resend only what a server refused without running
-        // it (`NOSCRIPT`, and on a cluster `MOVED`/`ASK`, up to `MAX_REDIRECTS`).
-        loop {
-            let cmd = self.command(by_sha, &keys, cost, now);
-            let sent = match &redirect {
-                None => tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await,
-                Some(to) => tokio::time::timeout_at(deadline, conn.send_redirected(&cmd, to)).await,
-            };
-            let err = match sent {
-                Err(_) => return Err(first.timed_out()),
-                // The script never ran: sending its body is safe.
-                Ok(Ok(v)) if by_sha && is_noscript(&v) => {
-                    by_sha = false;
-                    continue;
-                }
-                Ok(Ok(v)) => return self.finish(&keys[0], v),
-                Ok(Err(e)) => e,
-            };
-            if by_sha && err.kind() == redis::ErrorKind::NoScriptError {
-                by_sha = false;
-                continue;
-            }
-            if cluster && redirects < MAX_REDIRECTS {
-                if let Some(to) = Redirect::of(&err) {
-                    redirects += 1;
-                    redirect = Some(to);
-                    continue;
-                }
-                if matches!(redirect, Some(Redirect::Moved(_))) && is_unknown_node(&err) {
-                    redirects += 1;
-                    redirect = None;
-                    continue;
-                }
-            }
-            return Err(RedisLimiterError::from_redis(err, &label));
-        }
+        // As `RedisLimiter`'s single check, on the first limit's connection.
+        let reply = first
+            .send_script(&keys[0], deadline, false, |by_sha| {
+                self.command(by_sha, &keys, cost, now)
+            })
+            .await?;
+        self.finish(&keys[0], reply)
     }
 
     /// Parses the reply, whose limit is that of the limit that answered.

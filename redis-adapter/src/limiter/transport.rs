@@ -50,16 +50,35 @@ impl RedisLimiter {
         p: &Prepared,
         deadline: tokio::time::Instant,
     ) -> Result<Decision, RedisLimiterError> {
-        let label = || String::from_utf8_lossy(&p.key).into_owned();
+        let reply = self
+            .send_script(&p.key, deadline, true, |by_sha| self.command(p, by_sha))
+            .await?;
+        self.finish(p, reply)
+    }
+
+    /// Sends one script call (built by `command(by_sha)`) on this limiter's connection before
+    /// `deadline` and returns the reply. The only resends are of calls a server refused without
+    /// running them: a `NOSCRIPT` (once, by body) and, on a cluster, `MOVED` and `ASK`
+    /// redirections (up to [`MAX_REDIRECTS`]). `key` names the call in errors; with
+    /// `count_round_trips`, every send counts in [`stats`](RedisLimiter::stats).
+    pub(super) async fn send_script(
+        &self,
+        key: &[u8],
+        deadline: tokio::time::Instant,
+        count_round_trips: bool,
+        mut command: impl FnMut(bool) -> Cmd,
+    ) -> Result<Value, RedisLimiterError> {
         let mut conn = self.inner.conn.clone();
         let cluster = matches!(conn, Conn::Cluster(_));
         let (mut by_sha, mut redirect, mut redirects) = (true, None::<Redirect>, 0);
         loop {
             if let Err(unsent) = self.ready(&conn, deadline).await {
-                return Err(unsent.error_for(&p.key, self.inner.timeout));
+                return Err(unsent.error_for(key, self.inner.timeout));
             }
-            self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-            let cmd = self.command(p, by_sha);
+            if count_round_trips {
+                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+            let cmd = command(by_sha);
             let sent = match &redirect {
                 None => tokio::time::timeout_at(deadline, conn.req_packed_command(&cmd)).await,
                 Some(to) => tokio::time::timeout_at(deadline, conn.send_redirected(&cmd, to)).await,
@@ -71,7 +90,7 @@ impl RedisLimiter {
                     by_sha = false;
                     continue;
                 }
-                Ok(Ok(v)) => return self.finish(p, v),
+                Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
             };
             if by_sha && err.kind() == redis::ErrorKind::NoScriptError {
@@ -92,7 +111,10 @@ impl RedisLimiter {
                     continue;
                 }
             }
-            return Err(RedisLimiterError::from_redis(err, &label()));
+            return Err(RedisLimiterError::from_redis(
+                err,
+                &String::from_utf8_lossy(key),
+            ));
         }
     }
 
