@@ -22,7 +22,7 @@
 //! `burst * T <= burst * T_floor` ahead of its time. A check that reads the limit just before a
 //! `report` lands decides with the old rate; the next one sees the new rate.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
 use crate::decision::CheckError;
 use crate::rate::Rate;
 use crate::sync::{AtomicU64, Ordering};
@@ -170,18 +170,8 @@ impl AdaptiveBuilder {
             });
         }
         let burst = self.burst.unwrap_or(floor);
-        if burst == 0 {
-            return Err(ConfigError::ZeroBurst.into());
-        }
         // The floor has the longest interval, so the largest tolerance.
-        let floor_interval = floor_nanos.div_ceil(floor);
-        if burst
-            .checked_mul(floor_interval)
-            .filter(|t| *t <= MAX_SPAN)
-            .is_none()
-        {
-            return Err(ConfigError::BurstOverflow.into());
-        }
+        crate::gcra::tolerance(burst, floor_nanos.div_ceil(floor))?;
         let start = self.start.unwrap_or(ceiling);
         if !(floor..=ceiling).contains(&start) {
             return Err(AdaptiveError::OutOfRange {

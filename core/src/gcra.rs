@@ -59,14 +59,8 @@ impl Gcra {
     /// GCRA with an explicit burst (at least 1).
     pub fn with_burst(rate: Rate, burst: u64) -> Result<Self, ConfigError> {
         let (limit, period) = finite_rate(rate)?;
-        if burst == 0 {
-            return Err(ConfigError::ZeroBurst);
-        }
         let interval = period.div_ceil(limit);
-        let tolerance = burst
-            .checked_mul(interval)
-            .filter(|t| *t <= MAX_SPAN)
-            .ok_or(ConfigError::BurstOverflow)?;
+        let tolerance = tolerance(burst, interval)?;
         Ok(Gcra {
             interval,
             per_unit: Divisor::new(interval),
@@ -130,13 +124,7 @@ impl GcraParams {
                 period_nanos: 0,
             });
         }
-        if burst == 0 {
-            return Err(ConfigError::ZeroBurst);
-        }
-        burst
-            .checked_mul(interval_nanos)
-            .filter(|t| *t <= MAX_SPAN)
-            .ok_or(ConfigError::BurstOverflow)?;
+        tolerance(burst, interval_nanos)?;
         Ok(GcraParams {
             interval: interval_nanos,
             burst,
@@ -275,4 +263,16 @@ impl Algorithm for LeakyBucket {
     fn reset_after(&self, state: u64, now: u64) -> u64 {
         self.0.reset_after(state, now)
     }
+}
+
+/// The tolerance `burst * interval` of a GCRA-family limit: refused for a zero burst, and for a
+/// tolerance beyond the span every algorithm accepts (so TATs stay exact).
+pub(crate) fn tolerance(burst: u64, interval: u64) -> Result<u64, ConfigError> {
+    if burst == 0 {
+        return Err(ConfigError::ZeroBurst);
+    }
+    burst
+        .checked_mul(interval)
+        .filter(|t| *t <= MAX_SPAN)
+        .ok_or(ConfigError::BurstOverflow)
 }

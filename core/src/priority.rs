@@ -18,7 +18,7 @@
 //! (each priority's horizon is within the highest's). Priority `p` alone gets at most
 //! `budget - reserve(p) + ceil(W / T) - 1`.
 
-use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition, MAX_SPAN};
+use crate::algorithm::{finite_rate, Algorithm, ConfigError, Transition};
 use crate::cell::StateCell;
 use crate::clock::Clock;
 use crate::decision::{CheckError, Decision};
@@ -182,17 +182,8 @@ impl PriorityBudget {
     /// priority `p` (0 is the lowest).
     pub fn new(rate: Rate, budget: u64, reserves: &[u64]) -> Result<Self, PriorityError> {
         let (limit, period) = finite_rate(rate)?;
-        if budget == 0 {
-            return Err(ConfigError::ZeroBurst.into());
-        }
         let interval = period.div_ceil(limit);
-        if budget
-            .checked_mul(interval)
-            .filter(|t| *t <= MAX_SPAN)
-            .is_none()
-        {
-            return Err(ConfigError::BurstOverflow.into());
-        }
+        crate::gcra::tolerance(budget, interval)?;
         if reserves.is_empty() || reserves.len() > MAX_PRIORITIES {
             return Err(PriorityError::Levels {
                 count: reserves.len(),
