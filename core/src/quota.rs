@@ -323,6 +323,7 @@ impl<A: Algorithm + Copy + SharedState, F, const N: usize> Tiers<Live<A>, F, N> 
     /// [`QuotaError::Incompatible`], changing nothing).
     ///
     /// ```
+    /// # #[cfg(feature = "alloc")] {
     /// use traffik_core::{AlgorithmKind, AnyAlgorithm, ManualClock, QuotaLimiter, Rate, TableConfig, Tiers};
     ///
     /// let tiers = Tiers::scaled(AlgorithmKind::Gcra, Rate::per_second(10), None, [1, 5],
@@ -336,6 +337,7 @@ impl<A: Algorithm + Copy + SharedState, F, const N: usize> Tiers<Live<A>, F, N> 
     /// limiter.quotas().set_tier(1, premium)?;
     /// assert!(limiter.check(&500, 50)?.is_allowed());
     /// assert!(limiter.check(&500, 1)?.is_denied());
+    /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_tier(&self, tier: usize, algorithm: A) -> Result<(), QuotaError> {

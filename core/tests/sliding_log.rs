@@ -1,5 +1,6 @@
 //! The in-process sliding window log: exact vectors, and property tests against the reference
 //! model in `fuzz/harness/sliding_log.rs`.
+#![cfg(feature = "alloc")]
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../fuzz/harness/sliding_log.rs"]
