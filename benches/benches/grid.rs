@@ -262,6 +262,175 @@ fn static_row(keys: &[u64], seq: &[u32]) {
     println!("{vs_any}\n{vs_gov}");
 }
 
+/// 16-byte slots, aligned for `movdqa` and `cmpxchg16b`: key in the high half, state low.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct Slot([u64; 2]);
+
+/// Diagnostic, `x86_64` only: the least a keyed check of this design can do, written inline
+/// with no abstraction: scramble the key, one 16-byte load of its slot (probing on, as the
+/// table does), one clock read, a GCRA-style update, one `lock cmpxchg16b`. Same slot count
+/// as traffik's table (1.5 per unit of capacity), same keys and order, same quanta clock.
+/// Prints floor / governor and traffik / floor, one thread, all admitted; `--floor=gcra` also
+/// prints the floor with the real `Gcra::decide` in place of its one-line update, over the floor.
+#[cfg(target_arch = "x86_64")]
+fn floor_row(keys: &[u64], seq: &[u32]) {
+    use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_storeu_si128};
+    use traffik::Clock;
+
+    /// `lock cmpxchg16b` on `p`; whether it stored.
+    ///
+    /// # Safety
+    ///
+    /// `p` is valid and 16-byte aligned, and the CPU has `cmpxchg16b`.
+    #[inline(always)]
+    unsafe fn cas(p: *mut u128, old: u128, new: u128) -> bool {
+        let ok: u8;
+        // SAFETY: the caller's contract. The pointer is pinned to rsi so it cannot land in rbx, which
+        // the instruction needs for the new value's low half (swapped in and out around it).
+        unsafe {
+            std::arch::asm!(
+                "xchg {lo}, rbx",
+                "lock cmpxchg16b xmmword ptr [rsi]",
+                "sete {ok}",
+                "mov rbx, {lo}",
+                in("rsi") p,
+                lo = inout(reg) new as u64 => _,
+                ok = out(reg_byte) ok,
+                in("rcx") (new >> 64) as u64,
+                inout("rax") old as u64 => _,
+                inout("rdx") (old >> 64) as u64 => _,
+                options(nostack),
+            );
+        }
+        ok != 0
+    }
+    #[inline(always)]
+    fn load(p: *const Slot) -> [u64; 2] {
+        let mut out = [0u64; 2];
+        // SAFETY: `p` points into the slot vector and is 16-byte aligned (`Slot`'s alignment).
+        unsafe {
+            let v = _mm_load_si128(p.cast::<__m128i>());
+            _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), v);
+        }
+        out
+    }
+    if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+        return;
+    }
+    let mut vs_gov = "| u64 scattered, inline floor / governor | all admitted | 1 |".to_string();
+    let mut vs_floor = "| u64 scattered, traffik / inline floor | all admitted | 1 |".to_string();
+    let (seed, mult) = (0x0123_4567_89ab_cdef_u64, 0x9e37_79b9_7f4a_7c15_u64 | 1);
+    let place = |k: u64, n: usize| {
+        let w = u128::from(k ^ seed) * u128::from(mult);
+        let h = (w as u64) ^ ((w >> 64) as u64);
+        ((u128::from(h) * n as u128) >> 64) as usize
+    };
+    for (_, capacity) in SIZES {
+        let n = capacity * 3 / 2;
+        let mut slots = vec![Slot::default(); n];
+        for &k in keys {
+            let mut i = place(k, n);
+            while slots[i].0[1] != 0 {
+                i = (i + 1) % n;
+            }
+            slots[i] = Slot([1 << 63, k]);
+        }
+        // An address, so the closure is `Sync` as `round` requires (one thread uses it).
+        let base = slots.as_mut_ptr() as usize;
+        let at = move |i: usize| (base as *mut Slot).wrapping_add(i);
+        let clock = traffik::QuantaClock::new();
+        let floor = |k: u64| {
+            let mut i = place(k, n);
+            loop {
+                // `i < n`, the vector's length; the vector outlives the closure.
+                let [state, key] = load(at(i));
+                if key == k {
+                    let now = clock.now();
+                    let next = (state & !(1 << 63)).max(now) + 1;
+                    let old = (u128::from(key) << 64) | u128::from(state);
+                    let new = (u128::from(key) << 64) | u128::from(next | 1 << 63);
+                    // SAFETY: as above; the CPU has cmpxchg16b (checked before the loop).
+                    return unsafe { cas(at(i).cast::<u128>(), old, new) };
+                }
+                i += 1;
+                if i == n {
+                    i = 0;
+                }
+            }
+        };
+        let gcra = Gcra::new(Rate::per_second(1_000_000_000)).unwrap();
+        let floor_gcra = |k: u64| {
+            let mut i = place(k, n);
+            loop {
+                let [state, key] = load(at(i));
+                if key == k {
+                    let now = clock.now();
+                    let t = traffik::Algorithm::decide(&gcra, state & !(1 << 63), now, 1).unwrap();
+                    let Some(next) = t.next else {
+                        return false;
+                    };
+                    let old = (u128::from(key) << 64) | u128::from(state);
+                    let new = (u128::from(key) << 64) | u128::from(next | 1 << 63);
+                    // SAFETY: as above.
+                    return unsafe { cas(at(i).cast::<u128>(), old, new) }
+                        && t.decision.is_allowed();
+                }
+                i += 1;
+                if i == n {
+                    i = 0;
+                }
+            }
+        };
+        if option("floor").as_deref() == Some("gcra") {
+            let mut r = Vec::new();
+            for _ in 0..ROUNDS {
+                let a = round(1, seq, &|i| {
+                    black_box(floor_gcra(keys[i]));
+                });
+                r.push(
+                    a / round(1, seq, &|i| {
+                        black_box(floor(keys[i]));
+                    }),
+                );
+            }
+            println!(
+                "inline floor with `Gcra::decide` / inline floor: {:.2}",
+                median(r)
+            );
+        }
+        let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap()));
+        let ours: RateLimiter<u64> = traffik::builder()
+            .rate(Rate::per_second(1_000_000_000))
+            .capacity(capacity)
+            .build()
+            .unwrap();
+        for k in keys {
+            let _ = gov.check_key(k);
+            let _ = ours.check(k, 1).unwrap();
+        }
+        let (mut g, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let f = round(1, seq, &|i| {
+                black_box(floor(keys[i]));
+            });
+            g.push(
+                f / round(1, seq, &|i| {
+                    black_box(gov.check_key(&keys[i]).is_ok());
+                }),
+            );
+            t.push(
+                round(1, seq, &|i| {
+                    black_box(ours.check(&keys[i], 1).unwrap().is_allowed());
+                }) / f,
+            );
+        }
+        vs_gov.push_str(&format!(" {:.2} |", median(g)));
+        vs_floor.push_str(&format!(" {:.2} |", median(t)));
+    }
+    println!("{vs_gov}\n{vs_floor}");
+}
+
 fn ip(i: u64) -> IpAddr {
     // IPv4 from 10.0.0.0 upwards; IPv6 one address per /64 under 2001:db8::/32.
     if i % 2 == 0 {
@@ -362,6 +531,12 @@ fn main() {
         let mut r = Mix(42);
         let scattered: Vec<u64> = (0..KEYS).map(|_| r.next()).collect();
         static_row(&scattered, &seqs[0]);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wanted("floor") {
+        let mut r = Mix(42);
+        let scattered: Vec<u64> = (0..KEYS).map(|_| r.next()).collect();
+        floor_row(&scattered, &seqs[0]);
     }
     if wanted("strided") {
         // The old headline: u64 keys walked in a fixed stride of 7919.

@@ -158,6 +158,10 @@ fn interleaved(peers: &[SocketAddr]) {
             "tower_governor/no-headers",
             sender(GovernorLayer::new(gov_config().finish().unwrap()).layer(router())),
         ),
+        (
+            "traffik/no-headers, always-admit limiter",
+            sender(noop_layer().layer(router())),
+        ),
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut at = 0;
@@ -208,6 +212,39 @@ fn traffik_layer_with(headers: bool, info: bool) -> RateLimitLayer<traffik::Rate
         .policy(policy)
         .headers_on_allowed(headers)
         .quota_info(info)
+        .build()
+        .unwrap()
+}
+
+/// A limiter that admits everything on the spot without any state: the layer with it costs
+/// the layer's own work (rules, key extraction, request and response plumbing) and no check.
+#[derive(Clone, Copy)]
+struct AlwaysAdmit;
+
+impl traffik::AsyncLimiter<[u8]> for AlwaysAdmit {
+    type Error = traffik::CheckError;
+    async fn check(&self, _: &[u8], _: u64) -> Result<traffik::Decision, Self::Error> {
+        Ok(traffik::Decision::allow(LIMIT, LIMIT, 0))
+    }
+    async fn peek(&self, _: &[u8]) -> Result<traffik::Decision, Self::Error> {
+        Ok(traffik::Decision::allow(LIMIT, LIMIT, 0))
+    }
+    async fn reset(&self, _: &[u8]) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn check_now(&self, _: &[u8], _: u64) -> Option<Result<traffik::Decision, Self::Error>> {
+        Some(Ok(traffik::Decision::allow(LIMIT, LIMIT, 0)))
+    }
+}
+
+fn noop_layer() -> RateLimitLayer<AlwaysAdmit> {
+    let policy = Policy::new("api", LIMIT.to_string() + "/s", AlwaysAdmit)
+        .unwrap()
+        .key(PeerIp::new());
+    RateLimitLayer::builder()
+        .policy(policy)
+        .headers_on_allowed(false)
+        .quota_info(false)
         .build()
         .unwrap()
 }
