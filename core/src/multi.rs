@@ -264,7 +264,6 @@ pub(crate) fn check_each<L: Leg, F: Fn(usize) -> L>(
 /// let tighter = combine_admissions(per_second, Decision::allow(15, 3, 50));
 /// assert_eq!((tighter.limit(), tighter.remaining(), tighter.reset_after_nanos()), (15, 3, 100));
 /// ```
-#[must_use]
 pub fn combine_admissions(a: Decision, b: Decision) -> Decision {
     let binding = if b.remaining() < a.remaining() { b } else { a };
     Decision::allow(
