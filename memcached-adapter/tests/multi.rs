@@ -471,3 +471,33 @@ async fn a_refund_that_cannot_be_made_is_indeterminate() {
     }
     assert_eq!(e.kind(), ErrorKind::Indeterminate);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_is_skipped_when_another_check_charged_in_between() {
+    let server = Memcached::start();
+    let wide = limiter(
+        &server,
+        "skip-w",
+        AlgorithmKind::Gcra,
+        Rate::per_second(10),
+        None,
+    );
+    // The second limit never answers, so its check times out after the first was charged,
+    // leaving time for another client to charge the first limit's key.
+    let slow = MemcachedLimiter::builder(support::fake_server(support::Fake::Mute).0)
+        .rate("10/s")
+        .prefix("skip-s")
+        .timeout(std::time::Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let multi = MemcachedMultiLimiter::new([wide.clone(), slow]).unwrap();
+    let check = tokio::spawn(async move { multi.check_at("k", 1, BASE).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert!(wide.check_at("k", 1, BASE).await.unwrap().is_allowed());
+    let e = check.await.unwrap().unwrap_err();
+    // The refund found another state than its own and left it: the slow limit's own error,
+    // not charged there, comes back.
+    assert!(matches!(e, MemcachedLimiterError::Timeout { .. }), "{e}");
+    // Both charges stand: the multi-check's (skipped refund, only stricter) and the other one.
+    assert_eq!(wide.check_at("k", 0, BASE).await.unwrap().remaining(), 8);
+}

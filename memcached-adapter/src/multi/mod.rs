@@ -23,7 +23,7 @@
 //!
 //! Failures: an error on a later limit refunds the earlier ones and is returned as is. A refund
 //! that cannot be made (the network, the timeout, a key that keeps changing) turns the result
-//! into [`RefundFailed`](MemcachedLimiterError::RefundFailed), which is *indeterminate*: a
+//! into [`RefundFailed`](crate::MemcachedLimiterError::RefundFailed), which is *indeterminate*: a
 //! charge may remain although the check was not admitted. Dropping a check's future part-way
 //! (a caller's own timeout) can likewise leave the charges made so far.
 
@@ -74,7 +74,7 @@ pub struct MemcachedMultiLimiter {
 impl MemcachedMultiLimiter {
     /// Combines `limits`, checked in this order.
     ///
-    /// Refused with [`Config`](MemcachedLimiterError::Config): no limit; two limits with the
+    /// Refused with [`Config`](crate::MemcachedLimiterError::Config): no limit; two limits with the
     /// same prefix and algorithm (their keys would be the same memcached keys, so one check
     /// would charge one state twice); an unlimited rate (it stores nothing, so it has no place
     /// in a multi-check). Limits may use different servers: each is charged on its own.
