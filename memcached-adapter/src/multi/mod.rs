@@ -21,6 +21,18 @@
 //! expiry rather than by a `delete`: the classic protocol's `delete` takes no CAS token, so it
 //! could erase a charge another client made between the refund's `gets` and the `delete`.
 //!
+//! Memcached adds one case to the core's proof: the words stay distinct while a charge stands
+//! only as long as the key does. Every write's expiry outlasts its state, so a key can vanish
+//! before its refund only by eviction or a [`reset`](MemcachedLimiter::reset). The refund then
+//! finds no key and is skipped, unless another client has re-created the key in between with
+//! the very word this check wrote; undoing that client's charge is then the one way a refund
+//! can forgive more than its own, and it takes an eviction (which forgets everything anyway,
+//! see the crate docs on memory) or a reset during the check.
+//!
+//! Time: each limit's charge and each refund is one call bounded by that limit's
+//! [`timeout`](crate::MemcachedLimiterBuilder::timeout), so a check of `n` limits takes at most
+//! `2n - 1` timeouts. All limits are decided at one time, read once per check.
+//!
 //! Failures: an error on a later limit refunds the earlier ones and is returned as is. A refund
 //! that cannot be made (the network, the timeout, a key that keeps changing) turns the result
 //! into [`RefundFailed`](crate::MemcachedLimiterError::RefundFailed), which is *indeterminate*: a
