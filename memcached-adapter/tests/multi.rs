@@ -450,12 +450,12 @@ async fn a_refund_that_cannot_be_made_is_indeterminate() {
     let slow = MemcachedLimiter::builder(support::fake_server(support::Fake::Mute).0)
         .rate("10/s")
         .prefix("lost-s")
-        .timeout(std::time::Duration::from_millis(300))
+        .timeout(std::time::Duration::from_millis(1500))
         .build()
         .unwrap();
     let multi = MemcachedMultiLimiter::new([wide.clone(), slow]).unwrap();
     let check = tokio::spawn(async move { multi.check_at("k", 1, BASE).await });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    wait_for_charge(&server, &wide.memcached_key("k")).await;
     server.kill();
     let e = check.await.unwrap().unwrap_err();
     match &e {
@@ -487,12 +487,12 @@ async fn a_refund_is_skipped_when_another_check_charged_in_between() {
     let slow = MemcachedLimiter::builder(support::fake_server(support::Fake::Mute).0)
         .rate("10/s")
         .prefix("skip-s")
-        .timeout(std::time::Duration::from_millis(400))
+        .timeout(std::time::Duration::from_millis(1500))
         .build()
         .unwrap();
     let multi = MemcachedMultiLimiter::new([wide.clone(), slow]).unwrap();
     let check = tokio::spawn(async move { multi.check_at("k", 1, BASE).await });
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    wait_for_charge(&server, &wide.memcached_key("k")).await;
     assert!(wide.check_at("k", 1, BASE).await.unwrap().is_allowed());
     let e = check.await.unwrap().unwrap_err();
     // The refund found another state than its own and left it: the slow limit's own error,
@@ -500,4 +500,16 @@ async fn a_refund_is_skipped_when_another_check_charged_in_between() {
     assert!(matches!(e, MemcachedLimiterError::Timeout { .. }), "{e}");
     // Both charges stand: the multi-check's (skipped refund, only stricter) and the other one.
     assert_eq!(wide.check_at("k", 0, BASE).await.unwrap().remaining(), 8);
+}
+
+/// Waits (up to 5 s) until `key` holds a state other than the fresh `0`: the multi-check's
+/// first limit has been charged and its second is waiting on the silent server.
+async fn wait_for_charge(server: &Memcached, key: &[u8]) {
+    for _ in 0..500 {
+        if server.meta_get(key).is_some_and(|item| item.state() != 0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the first limit was never charged");
 }
