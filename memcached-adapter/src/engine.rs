@@ -37,13 +37,12 @@ pub(crate) struct Group {
     pub(crate) written: Option<Written>,
 }
 
-/// One landed write: the state it replaced (`prev`, 0 for a key that was absent, `existed`
-/// false) and the state it wrote (`next`).
+/// One landed write: the state it replaced (`prev`; the fresh state 0 for a key that was
+/// absent) and the state it wrote (`next`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Written {
     pub(crate) prev: u64,
     pub(crate) next: u64,
-    pub(crate) existed: bool,
 }
 
 impl Group {
@@ -138,11 +137,7 @@ impl Engine<'_> {
                     None => protocol::push_add(&mut out, &groups[g].key, exptime, next),
                 }
                 groups[g].in_flight = true;
-                let written = Written {
-                    prev: state,
-                    next,
-                    existed: cas.is_some(),
-                };
+                let written = Written { prev: state, next };
                 writes.push((g, decisions, written));
             }
             if writes.is_empty() {
