@@ -97,7 +97,7 @@ pub use gcra::{Gcra, GcraParams, LeakyBucket};
 pub use key::{Hashed, Key, KeyHasher};
 pub use limiter::Limiter;
 pub use live::{Live, LiveError};
-pub use multi::{check_all, CellLeg, Leg, Receipt};
+pub use multi::{check_all, combine_admissions, CellLeg, Leg, Receipt};
 pub use priority::{
     PriorityBudget, PriorityCheckError, PriorityDetails, PriorityError, PriorityLevel,
     PriorityLimiter, MAX_PRIORITIES,

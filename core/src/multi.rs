@@ -236,7 +236,7 @@ pub(crate) fn check_each<L: Leg, F: Fn(usize) -> L>(
     // order of charging (a later leg on the same state is undone before an earlier one).
     let others = check_each(leg, from + 1, n, cost);
     match others {
-        Ok(d) if d.is_allowed() => Ok(combine(decision, d)),
+        Ok(d) if d.is_allowed() => Ok(combine_admissions(decision, d)),
         _ => {
             if let Some(receipt) = receipt {
                 first.refund(receipt);
@@ -246,8 +246,25 @@ pub(crate) fn check_each<L: Leg, F: Fn(usize) -> L>(
     }
 }
 
-/// Two admissions as one: the tighter one's counts, the longer reset.
-fn combine(a: Decision, b: Decision) -> Decision {
+/// Two admissions as one, as [`check_all`] reports them: the counts of the one with less
+/// `remaining` (`a` on a tie), and the longer `reset_after`.
+///
+/// For stores that run their own legs (a multi-check over the network) and must answer exactly
+/// as [`check_all`] does: fold the admitted legs' decisions from the last one back, starting
+/// from the no-limit admission `Decision::allow(u64::MAX, u64::MAX, 0)`.
+///
+/// ```
+/// use traffik_core::{combine_admissions, Decision};
+///
+/// let per_second = Decision::allow(10, 4, 100);
+/// let per_minute = Decision::allow(15, 4, 60_000);
+/// let both = combine_admissions(per_second, per_minute);
+/// // A tie on `remaining` keeps the first one's counts; the reset is the longer one.
+/// assert_eq!((both.limit(), both.remaining(), both.reset_after_nanos()), (10, 4, 60_000));
+/// let tighter = combine_admissions(per_second, Decision::allow(15, 3, 50));
+/// assert_eq!((tighter.limit(), tighter.remaining(), tighter.reset_after_nanos()), (15, 3, 100));
+/// ```
+pub fn combine_admissions(a: Decision, b: Decision) -> Decision {
     let binding = if b.remaining() < a.remaining() { b } else { a };
     Decision::allow(
         binding.limit(),

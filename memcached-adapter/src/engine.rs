@@ -33,6 +33,16 @@ pub(crate) struct Group {
     /// Whether a write for this key has been sent and its reply not yet read: a failure now
     /// leaves the key possibly charged.
     pub(crate) in_flight: bool,
+    /// What the write that answered this group replaced and wrote, for a multi-check's refund.
+    pub(crate) written: Option<Written>,
+}
+
+/// One landed write: the state it replaced (`prev`; the fresh state 0 for a key that was
+/// absent) and the state it wrote (`next`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) prev: u64,
+    pub(crate) next: u64,
 }
 
 impl Group {
@@ -42,6 +52,7 @@ impl Group {
             checks,
             outcome: None,
             in_flight: false,
+            written: None,
         }
     }
 }
@@ -126,7 +137,8 @@ impl Engine<'_> {
                     None => protocol::push_add(&mut out, &groups[g].key, exptime, next),
                 }
                 groups[g].in_flight = true;
-                writes.push((g, decisions));
+                let written = Written { prev: state, next };
+                writes.push((g, decisions, written));
             }
             if writes.is_empty() {
                 continue;
@@ -147,9 +159,12 @@ impl Engine<'_> {
                 return fail_unresolved(groups, &lost, &rest);
             }
             let mut clean = true;
-            for (g, decisions) in writes {
+            for (g, decisions, written) in writes {
                 match conn.recv(protocol::parse_store).await {
-                    Ok(Store::Stored) => groups[g].outcome = Some(Ok(decisions)),
+                    Ok(Store::Stored) => {
+                        groups[g].outcome = Some(Ok(decisions));
+                        groups[g].written = Some(written);
+                    }
                     // Another client wrote (`EXISTS`), the key expired or was reset
                     // (`NOT_FOUND`), or another client created it first (`NOT_STORED`):
                     // nothing was written; decide again from what is there now.
@@ -216,7 +231,7 @@ impl Engine<'_> {
     }
 
     /// The state (fresh for a missing key) and CAS token a `gets` found.
-    fn state_of(&self, key: &[u8], item: Item) -> Result<(u64, Option<u64>), E> {
+    pub(crate) fn state_of(&self, key: &[u8], item: Item) -> Result<(u64, Option<u64>), E> {
         let corrupt = |detail: String| E::CorruptState {
             key: String::from_utf8_lossy(key).into_owned(),
             detail,
@@ -268,7 +283,7 @@ impl Engine<'_> {
         (decisions, changed.then_some(current))
     }
 
-    async fn connect(&self) -> Result<Conn, E> {
+    pub(crate) async fn connect(&self) -> Result<Conn, E> {
         Conn::connect(self.pool.addr())
             .await
             .map_err(|source| E::Connect {

@@ -125,6 +125,21 @@ pub enum MemcachedLimiterError {
         /// The server's reply.
         detail: String,
     },
+    /// A [`MemcachedMultiLimiter`](crate::MemcachedMultiLimiter) check charged limit `limit`
+    /// (its position in the multi-limiter), then was denied or failed on a later limit, and
+    /// could not undo that charge (`cause`: the network, the timeout, or a key that kept
+    /// changing). Indeterminate: the charge may remain on that limit, though the check was not
+    /// admitted.
+    #[error("a multi-limit check could not refund its charge on limit {limit} (memcached key {key}); the charge may remain: {cause}")]
+    RefundFailed {
+        /// The position, in the multi-limiter, of the limit whose charge may remain.
+        limit: usize,
+        /// Its memcached key.
+        key: String,
+        /// Why the refund was not made.
+        #[source]
+        cause: Box<MemcachedLimiterError>,
+    },
 }
 
 impl MemcachedLimiterError {
@@ -149,7 +164,9 @@ impl LimiterError for MemcachedLimiterError {
             | E::Timeout { .. }
             | E::Contention { .. }
             | E::Server { .. } => ErrorKind::NotCharged,
-            E::ReplyLost { .. } | E::ReplyTimeout { .. } => ErrorKind::Indeterminate,
+            E::ReplyLost { .. } | E::ReplyTimeout { .. } | E::RefundFailed { .. } => {
+                ErrorKind::Indeterminate
+            }
             E::BadReply { after_write, .. } => {
                 if *after_write {
                     ErrorKind::Indeterminate
@@ -251,6 +268,18 @@ mod tests {
                     detail: "oom".into(),
                 },
                 ErrorKind::NotCharged,
+            ),
+            // A refund that failed before writing still leaves the charge: indeterminate.
+            (
+                E::RefundFailed {
+                    limit: 1,
+                    key: "k".into(),
+                    cause: Box::new(E::Io {
+                        server: s(),
+                        source: io(),
+                    }),
+                },
+                ErrorKind::Indeterminate,
             ),
         ];
         for (e, kind) in cases {

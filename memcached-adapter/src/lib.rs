@@ -38,6 +38,8 @@
 //! in-process [`StateCell`](traffik_core::StateCell) exactly; a differential test compares them
 //! nanosecond for nanosecond for every algorithm. [`check_many`](MemcachedLimiter::check_many)
 //! pipelines a batch: all its `gets` in one write, all its `cas`/`add` in another.
+//! [`MemcachedMultiLimiter`] checks several limits on one key all or nothing (`10/s` *and*
+//! `1000/h`), with the core's charge-then-refund design (see [`multi`]).
 //!
 //! The client speaks memcached's classic text protocol itself (`gets`, `add`, `cas`, `delete`,
 //! `version`), over a small fixed pool of TCP connections per server. Every memcached release
@@ -124,10 +126,12 @@ mod error;
 mod expiry;
 mod keys;
 mod limiter;
+pub mod multi;
 mod protocol;
 
 pub use clock::SystemClock;
 pub use config::{MemcachedLimiterBuilder, RateSpec, DEFAULT_PORT};
 pub use error::MemcachedLimiterError;
 pub use limiter::MemcachedLimiter;
+pub use multi::MemcachedMultiLimiter;
 pub use traffik_core::{AlgorithmKind, Decision, Rate};

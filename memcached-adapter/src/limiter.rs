@@ -9,7 +9,7 @@ use traffik_core::{Algorithm, AnyAlgorithm, AsyncLimiter, Clock, Decision, MAX_N
 
 use crate::config::MemcachedLimiterBuilder;
 use crate::connection::{Conn, Pool, RecvError};
-use crate::engine::{error_for, fail_unresolved, Engine, Group};
+use crate::engine::{error_for, fail_unresolved, Engine, Group, Written};
 use crate::error::MemcachedLimiterError as E;
 use crate::keys;
 use crate::protocol;
@@ -232,6 +232,16 @@ impl MemcachedLimiter {
     }
 
     async fn check_bytes(&self, key: &[u8], cost: u64, now: u64) -> Result<Decision, E> {
+        self.charge(key, cost, now).await.map(|(d, _)| d)
+    }
+
+    /// A check that also says what it wrote, if anything: one leg of a multi-check.
+    pub(crate) async fn charge(
+        &self,
+        key: &[u8],
+        cost: u64,
+        now: u64,
+    ) -> Result<(Decision, Option<Written>), E> {
         let inner = &*self.inner;
         let now = now.min(MAX_NOW);
         let capacity = inner.algorithm.capacity();
@@ -240,7 +250,7 @@ impl MemcachedLimiter {
         }
         if let AnyAlgorithm::Unlimited(u) = &inner.algorithm {
             // Nothing to store: the unlimited rate admits everything without state.
-            return Ok(u.decide(0, now, cost)?.decision);
+            return Ok((u.decide(0, now, cost)?.decision, None));
         }
         let mkey = self.memcached_key(key);
         let server = keys::pick_server(&inner.server_hashes, &mkey);
@@ -255,7 +265,7 @@ impl MemcachedLimiter {
         let [group] = groups;
         match group.outcome {
             Some(Ok(decisions)) => match decisions.into_iter().next() {
-                Some(d) => Ok(d?),
+                Some(d) => Ok((d?, group.written)),
                 None => Err(E::Config("internal: a check produced no decision".into())),
             },
             Some(Err(e)) => Err(e),
@@ -263,6 +273,35 @@ impl MemcachedLimiter {
                 after: inner.timeout,
             }),
         }
+    }
+
+    /// Undoes the charge behind `written` on `key` if the key still holds exactly the state it
+    /// wrote (see [`multi`](crate::multi)); `Ok(false)` when something else changed it.
+    pub(crate) async fn refund(&self, key: &[u8], written: Written, now: u64) -> Result<bool, E> {
+        let inner = &*self.inner;
+        let mkey = self.memcached_key(key);
+        let server = keys::pick_server(&inner.server_hashes, &mkey);
+        let engine = self.engine(server, now.min(MAX_NOW));
+        let mut sent = false;
+        match tokio::time::timeout(inner.timeout, engine.refund(&mkey, written, &mut sent)).await {
+            Ok(result) => result,
+            Err(_) if sent => Err(E::ReplyTimeout {
+                after: inner.timeout,
+            }),
+            Err(_) => Err(E::Timeout {
+                after: inner.timeout,
+            }),
+        }
+    }
+
+    /// The limiter's clock, read now.
+    pub(crate) fn now(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    /// The prefix its keys start with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.inner.prefix
     }
 
     async fn reset_bytes(&self, key: &[u8]) -> Result<(), E> {
