@@ -189,6 +189,34 @@ fn interleaved() {
         SlidingWindowCounter::new(rate).unwrap(),
     );
     interleaved_one("fixed window", FixedWindow::new(rate).unwrap());
+    // The newer strategies (also in `benches/strategies.rs`, beside traffik's GCRA too).
+    interleaved_one("debt bucket", DebtBucket::new(rate, rate.limit()).unwrap());
+    interleaved_one(
+        "quota rollover",
+        QuotaRollover::new(rate, Rollover::new(1, 2, u64::MAX)).unwrap(),
+    );
+    interleaved_one(
+        "adaptive",
+        Adaptive::builder(Rate::per_second(1_000), rate, 100)
+            .burst(u64::from(PER_SECOND))
+            .build()
+            .unwrap(),
+    );
+    interleaved_one(
+        "schedule",
+        Schedule::builder(rate)
+            .weekdays(9..17, Rate::per_second(2 * u64::from(PER_SECOND)))
+            .build()
+            .unwrap(),
+    );
+    interleaved_one(
+        "priority budget (lowest level)",
+        PriorityBudget::new(rate, u64::from(PER_SECOND), &[1_000, 0])
+            .unwrap()
+            .level(0)
+            .unwrap(),
+    );
+    interleaved_one("live GCRA", traffik::Live::new(Gcra::new(rate).unwrap()));
     // 999,999/s: the limit does not divide the second, so the widening arithmetic runs.
     interleaved_one(
         "token bucket, 999,999/s (no whole interval)",

@@ -12,6 +12,7 @@ use traffik_core::{
 };
 
 mod multi;
+mod sliding_log;
 
 /// A keyed limiter with the default clock and a runtime-chosen algorithm.
 pub type RateLimiter<K> = KeyedLimiter<K, AnyAlgorithm, QuantaClock>;
@@ -75,6 +76,14 @@ pub enum BuildError {
     Rates(RatesParseError),
     /// [`Builder::rates`] gave several rates: build with [`Builder::build_multi`].
     MultipleRates,
+    /// A setting the chosen build cannot honour, such as an algorithm given to
+    /// [`Builder::build_sliding_log`] (the log is its own algorithm).
+    NotApplicable {
+        /// The setting, named as its builder method (`"algorithm"`, `"overflow"`, `"shards"`).
+        setting: &'static str,
+        /// The build method that cannot use it.
+        build: &'static str,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -89,6 +98,9 @@ impl fmt::Display for BuildError {
             BuildError::MultipleRates => {
                 f.write_str("several rates given: build them together with .build_multi()")
             }
+            BuildError::NotApplicable { setting, build } => {
+                write!(f, ".{setting}(..) does not apply to .{build}(): remove it")
+            }
         }
     }
 }
@@ -102,7 +114,7 @@ impl std::error::Error for BuildError {
             BuildError::Table(e) => Some(e),
             BuildError::Quota(e) => Some(e),
             BuildError::Rates(e) => Some(e),
-            BuildError::MultipleRates => None,
+            BuildError::MultipleRates | BuildError::NotApplicable { .. } => None,
         }
     }
 }
@@ -122,10 +134,12 @@ impl std::error::Error for BuildError {
 #[derive(Clone, Debug)]
 pub struct Builder {
     rate: Option<Result<Rate, RateParseError>>,
-    algorithm: AlgorithmKind,
+    // `None` until chosen (GCRA), so the sliding log can refuse an explicit choice.
+    algorithm: Option<AlgorithmKind>,
     burst: Option<u64>,
     capacity: usize,
-    overflow: OverflowPolicy,
+    // `None` until set, so builds that cannot honour a policy can tell a choice from the default.
+    overflow: Option<OverflowPolicy>,
     shards: Option<usize>,
     rates: Option<Result<Rates, RatesParseError>>,
 }
@@ -135,10 +149,10 @@ pub struct Builder {
 pub fn builder() -> Builder {
     Builder {
         rate: None,
-        algorithm: AlgorithmKind::default(),
+        algorithm: None,
         burst: None,
         capacity: DEFAULT_CAPACITY,
-        overflow: OverflowPolicy::default(),
+        overflow: None,
         shards: None,
         rates: None,
     }
@@ -153,7 +167,7 @@ impl Builder {
 
     /// The algorithm (default [`AlgorithmKind::Gcra`]).
     pub fn algorithm(mut self, kind: AlgorithmKind) -> Self {
-        self.algorithm = kind;
+        self.algorithm = Some(kind);
         self
     }
 
@@ -172,7 +186,7 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_debt(mut self, max_debt: u64) -> Self {
-        self.algorithm = AlgorithmKind::DebtBucket { max_debt };
+        self.algorithm = Some(AlgorithmKind::DebtBucket { max_debt });
         self
     }
 
@@ -193,7 +207,7 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rollover(mut self, rollover: Rollover) -> Self {
-        self.algorithm = AlgorithmKind::QuotaRollover(rollover);
+        self.algorithm = Some(AlgorithmKind::QuotaRollover(rollover));
         self
     }
 
@@ -212,7 +226,7 @@ impl Builder {
 
     /// What to do when a new key finds the table full.
     pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
-        self.overflow = policy;
+        self.overflow = Some(policy);
         self
     }
 
@@ -234,8 +248,13 @@ impl Builder {
         }
     }
 
+    /// The chosen algorithm, GCRA unless one was set.
+    fn kind(&self) -> AlgorithmKind {
+        self.algorithm.unwrap_or_default()
+    }
+
     fn algorithm_for(&self) -> Result<AnyAlgorithm, BuildError> {
-        AnyAlgorithm::new(self.algorithm, self.rate_for()?, self.burst).map_err(BuildError::Config)
+        AnyAlgorithm::new(self.kind(), self.rate_for()?, self.burst).map_err(BuildError::Config)
     }
 
     /// The table configuration: capacity, shards, overflow policy and fresh random seeds.
@@ -246,7 +265,7 @@ impl Builder {
         });
         let mut config = TableConfig::new(self.capacity, random_seeds());
         config.shards = shards;
-        config.overflow = self.overflow;
+        config.overflow = self.overflow.unwrap_or_default();
         config
     }
 
@@ -331,7 +350,7 @@ impl Builder {
         C: Clock,
     {
         let tiers = Tiers::scaled(
-            self.algorithm,
+            self.kind(),
             self.rate_for()?,
             self.burst,
             multipliers,

@@ -83,8 +83,8 @@ impl Builder {
         let tables = rates
             .iter()
             .map(|rate| {
-                let algorithm = AnyAlgorithm::new(self.algorithm, rate, self.burst)
-                    .map_err(BuildError::Config)?;
+                let algorithm =
+                    AnyAlgorithm::new(self.kind(), rate, self.burst).map_err(BuildError::Config)?;
                 KeyedLimiter::new(algorithm, clock.clone(), self.table_config())
                     .map_err(BuildError::Table)
             })
