@@ -162,6 +162,14 @@ fn interleaved(peers: &[SocketAddr]) {
             "traffik/no-headers, always-admit limiter",
             sender(noop_layer().layer(router())),
         ),
+        (
+            "floor: extension lookup only",
+            sender(Floor::new(router(), false)),
+        ),
+        (
+            "floor: extension lookup + keyed check",
+            sender(Floor::new(router(), true)),
+        ),
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut at = 0;
@@ -247,6 +255,58 @@ fn noop_layer() -> RateLimitLayer<AlwaysAdmit> {
         .quota_info(false)
         .build()
         .unwrap()
+}
+
+/// Diagnostic: the least a peer-keyed layer can do, with nothing a user configures. It reads
+/// `ConnectInfo` from the request's extensions, folds the address into a `u64` (IPv4 exactly,
+/// IPv6 by its /64) and, with `check`, asks a statically typed `KeyedLimiter<u64, Gcra, _>`;
+/// then hands the request on untouched and returns the inner future as it is. It never
+/// refuses (the bench admits everything), so it has no response of its own to build: a lower
+/// bound for any layer, not a layer.
+#[derive(Clone)]
+struct Floor<S> {
+    inner: S,
+    limiter: Option<std::sync::Arc<traffik::KeyedLimiter<u64, traffik::Gcra, traffik::QuantaClock>>>,
+}
+
+impl<S> Floor<S> {
+    fn new(inner: S, check: bool) -> Self {
+        let limiter = check.then(|| {
+            let gcra = traffik::Gcra::new(traffik::Rate::per_second(LIMIT)).unwrap();
+            let config = traffik::TableConfig::new(std::env::var("FLOORCAP").map(|v| v.parse().unwrap()).unwrap_or(4 * CLIENTS), [1, 2, 3, 4]);
+            std::sync::Arc::new(
+                traffik::KeyedLimiter::new(gcra, traffik::QuantaClock::new(), config).unwrap(),
+            )
+        });
+        Floor { inner, limiter }
+    }
+}
+
+impl<S: Service<Request<B>>, B> Service<Request<B>> for Floor<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        let key = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| match c.0.ip() {
+                IpAddr::V4(a) => u64::from(a.to_bits()),
+                IpAddr::V6(a) => (a.to_bits() >> 64) as u64 | 1 << 63,
+            });
+        match (&self.limiter, key) {
+            (Some(l), Some(k)) => assert!(l.check(&k, 1).unwrap().is_allowed()),
+            (_, k) => {
+                black_box(k);
+            }
+        }
+        self.inner.call(req)
+    }
 }
 
 /// tower_governor for the same limit, keyed by peer address: one token every microsecond, a
