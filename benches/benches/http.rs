@@ -266,14 +266,15 @@ fn noop_layer() -> RateLimitLayer<AlwaysAdmit> {
 #[derive(Clone)]
 struct Floor<S> {
     inner: S,
-    limiter: Option<std::sync::Arc<traffik::KeyedLimiter<u64, traffik::Gcra, traffik::QuantaClock>>>,
+    limiter:
+        Option<std::sync::Arc<traffik::KeyedLimiter<u64, traffik::Gcra, traffik::QuantaClock>>>,
 }
 
 impl<S> Floor<S> {
     fn new(inner: S, check: bool) -> Self {
         let limiter = check.then(|| {
             let gcra = traffik::Gcra::new(traffik::Rate::per_second(LIMIT)).unwrap();
-            let config = traffik::TableConfig::new(std::env::var("FLOORCAP").map(|v| v.parse().unwrap()).unwrap_or(4 * CLIENTS), [1, 2, 3, 4]);
+            let config = traffik::TableConfig::new(4 * CLIENTS, [1, 2, 3, 4]);
             std::sync::Arc::new(
                 traffik::KeyedLimiter::new(gcra, traffik::QuantaClock::new(), config).unwrap(),
             )
