@@ -138,6 +138,7 @@ mod limiter;
 mod near_cache;
 mod reply;
 mod scripts;
+pub mod shape;
 mod single;
 
 #[cfg(feature = "blocking")]
@@ -149,4 +150,5 @@ pub use connection::Target;
 pub use error::RedisLimiterError;
 pub use limiter::{RedisLimiter, RedisMultiLimiter, RedisTiered};
 pub use near_cache::NearCacheStats;
+pub use shape::{Departure, RedisShapeError, RedisShaper, RedisShaperBuilder};
 pub use traffik_core::{Decision, Rate};

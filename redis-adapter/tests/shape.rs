@@ -1,0 +1,282 @@
+//! `RedisShaper` against a real `redis-server`: departures spaced by the schedule on Redis's
+//! clock, FIFO across shapers, refusals that queue and charge nothing, cancellation, a crashed
+//! holder purged after its lease, and GCRA's bound under concurrency.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::RedisServer;
+use traffik_redis::{Departure, Rate, RedisLimiterError, RedisShapeError, RedisShaper};
+
+const MS: Duration = Duration::from_millis(1);
+/// Network and scheduling latency allowed past an exact departure time (loopback).
+const SLACK: Duration = Duration::from_millis(30);
+
+async fn shaper(
+    server: &RedisServer,
+    rate: Rate,
+    configure: impl Fn(traffik_redis::RedisShaperBuilder) -> traffik_redis::RedisShaperBuilder,
+) -> RedisShaper {
+    configure(RedisShaper::builder(server.url()).rate(rate).prefix("t"))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn since(later: &Departure, earlier: &Departure) -> Duration {
+    later.left_at().duration_since(earlier.left_at()).unwrap()
+}
+
+async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn queued(server: &RedisServer, key: &str) -> (u64, Option<u64>) {
+    let mut c = conn(server).await;
+    let len: u64 = redis::cmd("ZCARD")
+        .arg(format!("t:{{{key}}}:shape:q"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let units: Option<u64> = redis::cmd("HGET")
+        .arg(format!("t:{{{key}}}:shape:m"))
+        .arg("units")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    (len, units)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_called_at_once_leave_one_interval_apart_in_call_order() {
+    let server = RedisServer::start();
+    let s = shaper(&server, Rate::per_second(10), |b| b).await;
+    // One task: the enqueues go out in call order on the one connection.
+    let all = futures_util::future::join_all((0..5).map(|_| s.acquire("k", 1))).await;
+    let all: Vec<Departure> = all.into_iter().map(Result::unwrap).collect();
+    assert!(!all[0].was_queued());
+    assert!(all[1..].iter().all(Departure::was_queued));
+    for (k, d) in all.iter().enumerate() {
+        let after = since(d, &all[0]);
+        // Exact on Redis's clock: the k-th leaves no earlier than k intervals after the first.
+        assert!(after >= 100 * MS * k as u32, "{k}: {after:?}");
+        assert!(after <= 100 * MS * k as u32 + SLACK, "{k}: {after:?}");
+        if k > 0 {
+            assert!(since(d, &all[k - 1]) >= 100 * MS);
+        }
+    }
+    assert_eq!(
+        queued(&server, "k").await,
+        (0, None),
+        "the queue's keys are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shapers_share_one_fifo_queue() {
+    let server = RedisServer::start();
+    let a = shaper(&server, Rate::per_second(10), |b| b).await;
+    let b = shaper(&server, Rate::per_second(10), |b| b).await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { s.acquire("shared", 1).await }));
+        // Each enqueue reaches Redis before the next call starts.
+        tokio::time::sleep(10 * MS).await;
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap().unwrap());
+    }
+    for k in 1..out.len() {
+        let gap = since(&out[k], &out[k - 1]);
+        assert!(gap >= 100 * MS && gap <= 100 * MS + SLACK, "{k}: {gap:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_queue_and_charge_nothing() {
+    let server = RedisServer::start();
+    let s = shaper(&server, Rate::per_second(10), |b| b.max_queue(2)).await;
+    assert!(matches!(
+        s.acquire("cap", 2).await,
+        Err(RedisShapeError::InsufficientCapacity { cost: 2, max: 1 })
+    ));
+    assert_eq!(queued(&server, "cap").await, (0, None));
+
+    let first = s.acquire("full", 1).await.unwrap();
+    let (s1, s2) = (s.clone(), s.clone());
+    let w1 = tokio::spawn(async move { s1.acquire("full", 1).await });
+    tokio::time::sleep(10 * MS).await;
+    let w2 = tokio::spawn(async move { s2.acquire("full", 1).await });
+    tokio::time::sleep(10 * MS).await;
+    assert!(matches!(
+        s.acquire("full", 1).await,
+        Err(RedisShapeError::QueueFull { max: 2 })
+    ));
+    assert_eq!(queued(&server, "full").await, (2, Some(2)));
+    let (d1, d2) = (w1.await.unwrap().unwrap(), w2.await.unwrap().unwrap());
+    // The refused request took no slot: the two queued leave at +100 and +200 ms.
+    assert!(since(&d1, &first) >= 100 * MS && since(&d1, &first) <= 100 * MS + SLACK);
+    assert!(since(&d2, &first) >= 200 * MS && since(&d2, &first) <= 200 * MS + SLACK);
+
+    let s = shaper(&server, Rate::per_second(10), |b| {
+        b.max_wait(150 * MS).prefix("w")
+    })
+    .await;
+    let first = s.acquire("wait", 1).await.unwrap();
+    let s1 = s.clone();
+    let w1 = tokio::spawn(async move { s1.acquire("wait", 1).await });
+    tokio::time::sleep(10 * MS).await;
+    match s.acquire("wait", 1).await {
+        Err(RedisShapeError::WaitTooLong { wait, max }) => {
+            assert_eq!(max, 150 * MS);
+            // Two intervals after the first left, less the time since.
+            assert!(wait > 150 * MS && wait <= 200 * MS, "{wait:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let d1 = w1.await.unwrap().unwrap();
+    assert!(since(&d1, &first) >= 100 * MS && since(&d1, &first) <= 100 * MS + SLACK);
+    // Nothing was charged for the refusal: the next one leaves at +200 ms.
+    let next = s.acquire("wait", 1).await.unwrap();
+    assert!(since(&next, &first) >= 200 * MS && since(&next, &first) <= 200 * MS + SLACK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_waiter_gives_its_slot_to_the_one_behind() {
+    let server = RedisServer::start();
+    let poll = 20 * MS;
+    let s = shaper(&server, Rate::per_second(10), |b| b.poll_interval(poll)).await;
+    let first = s.acquire("c", 1).await.unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..3 {
+        let s = s.clone();
+        waiters.push(tokio::spawn(async move { s.acquire("c", 1).await }));
+        tokio::time::sleep(5 * MS).await;
+    }
+    tokio::time::sleep(20 * MS).await;
+    let w3 = waiters.pop().unwrap();
+    let w2 = waiters.pop().unwrap();
+    w2.abort();
+    assert!(w2.await.unwrap_err().is_cancelled());
+    let d1 = waiters.pop().unwrap().await.unwrap().unwrap();
+    let d3 = w3.await.unwrap().unwrap();
+    assert!(since(&d1, &first) >= 100 * MS && since(&d1, &first) <= 100 * MS + SLACK);
+    // The third takes the second's slot (+200 ms), noticed within one poll interval.
+    let at = since(&d3, &first);
+    assert!(at >= 200 * MS && at <= 200 * MS + poll + SLACK, "{at:?}");
+    assert_eq!(queued(&server, "c").await, (0, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_holder_is_purged_after_its_lease() {
+    let server = RedisServer::start();
+    let (poll, grace) = (20 * MS, 100 * MS);
+    let s = shaper(&server, Rate::per_second(10), |b| {
+        b.poll_interval(poll).lease_grace(grace)
+    })
+    .await;
+    let first = s.acquire("x", 1).await.unwrap();
+    // A holder that enqueues and then stops polling (its process hangs).
+    let mut stalled = Box::pin(s.acquire("x", 1));
+    tokio::select! {
+        r = &mut stalled => panic!("left early: {r:?}"),
+        _ = tokio::time::sleep(10 * MS) => {}
+    }
+    assert_eq!(queued(&server, "x").await, (1, Some(1)));
+    let behind = s.acquire("x", 1).await.unwrap();
+    // Its lease ends by +10 + poll + grace ms; the one behind leaves then (not at +200 ms
+    // after the stalled one, which never leaves).
+    let at = since(&behind, &first);
+    assert!(
+        at >= 100 * MS && at <= 10 * MS + poll + grace + poll + SLACK,
+        "{at:?}"
+    );
+    assert_eq!(queued(&server, "x").await, (0, None));
+    // Polled again, the stalled holder learns that its place is gone.
+    assert!(matches!(stalled.await, Err(RedisShapeError::LeaseExpired)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn departures_obey_gcras_bound_under_concurrency() {
+    let server = RedisServer::start();
+    let t = 50 * MS;
+    let burst = 2u64;
+    let shapers = [
+        shaper(&server, Rate::per_second(20), |b| b.burst(burst)).await,
+        shaper(&server, Rate::per_second(20), |b| b.burst(burst)).await,
+    ];
+    let mut tasks = Vec::new();
+    for s in &shapers {
+        for _ in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..3 {
+                    out.push(s.acquire("g", 1).await.unwrap().left_at());
+                }
+                out
+            }));
+        }
+    }
+    let mut times = Vec::new();
+    for task in tasks {
+        times.extend(task.await.unwrap().into_iter().map(ns));
+    }
+    times.sort_unstable();
+    assert_eq!(times.len(), 24);
+    // Replay GCRA over the departures: every one must have been admissible when it left.
+    let (t, tol) = (t.as_nanos() as u64, burst * t.as_nanos() as u64);
+    let mut tat = 0u64;
+    for (i, &at) in times.iter().enumerate() {
+        tat = tat.max(at) + t;
+        assert!(tat - at <= tol, "departure {i} breaks the bound");
+    }
+    // And the queue kept up with the rate: 24 units with a burst of 2 take 22 intervals.
+    let span = Duration::from_nanos(times[23] - times[0]);
+    assert!(
+        span >= 22 * 50 * MS && span <= 22 * 50 * MS + 8 * SLACK,
+        "{span:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configurations_are_typed_errors() {
+    let url = "redis://127.0.0.1:1/";
+    let cases = [
+        RedisShaper::builder(url),
+        RedisShaper::builder(url)
+            .rate(Rate::per_second(10))
+            .burst(0),
+        RedisShaper::builder(url)
+            .rate(Rate::per_second(10))
+            .poll_interval(Duration::ZERO),
+        RedisShaper::builder(url)
+            .rate(Rate::per_second(10))
+            .lease_grace(Duration::ZERO),
+        RedisShaper::builder(url)
+            .rate(Rate::per_second(10))
+            .max_wait(Duration::from_secs(100 * 86_400)),
+        RedisShaper::builder(url)
+            .rate(Rate::per_second(10))
+            .prefix("a{b"),
+        RedisShaper::builder(url).rate(Rate::unlimited()),
+    ];
+    for (i, b) in cases.into_iter().enumerate() {
+        assert!(
+            matches!(b.build().await, Err(RedisLimiterError::Config { .. })),
+            "case {i}"
+        );
+    }
+}
