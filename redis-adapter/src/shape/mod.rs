@@ -44,6 +44,11 @@
 //! interval and one grace; if it polls afterwards it gets [`RedisShapeError::LeaseExpired`].
 //! The grace must cover a round trip and the holder's scheduling delays.
 //!
+//! **Failures.** A Redis failure while waiting ends the call with [`RedisShapeError::Redis`]
+//! and gives the place back (best effort). An enqueue whose reply was lost
+//! ([`RedisLimiterError::is_indeterminate`]) may have queued a ticket nobody holds: it blocks
+//! the queue until its lease runs out, one poll interval and one grace after it was queued.
+//!
 //! **Keys and time.** Per user key, four keys in one cluster hash slot:
 //! `<prefix>:{<key>}:shape:tat` (the TAT, stored like the GCRA script's, with a TTL until it
 //! is fresh), `…:shape:q` (sorted set of tickets `"<seq>:<cost>"` by sequence: the queue),
