@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::RedisServer;
-use traffik_redis::{Departure, Rate, RedisLimiterError, RedisShapeError, RedisShaper};
+use support::{RedisCluster, RedisServer};
+use traffik_redis::{Departure, Rate, RedisLimiterError, RedisShapeError, RedisShaper, Target};
 
 const MS: Duration = Duration::from_millis(1);
 /// Network and scheduling latency allowed past an exact departure time (loopback).
@@ -58,12 +58,14 @@ async fn queued(server: &RedisServer, key: &str) -> (u64, Option<u64>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_called_at_once_leave_one_interval_apart_in_call_order() {
+async fn five_called_at_once_leave_one_interval_apart() {
     let server = RedisServer::start();
     let s = shaper(&server, Rate::per_second(10), |b| b).await;
-    // One task: the enqueues go out in call order on the one connection.
+    // Started together, they reach Redis in some order (FIFO order across calls is the
+    // next test's): sorted by departure, one left on arrival and the others in turn.
     let all = futures_util::future::join_all((0..5).map(|_| s.acquire("k", 1))).await;
-    let all: Vec<Departure> = all.into_iter().map(Result::unwrap).collect();
+    let mut all: Vec<Departure> = all.into_iter().map(Result::unwrap).collect();
+    all.sort_by_key(Departure::left_at);
     assert!(!all[0].was_queued());
     assert!(all[1..].iter().all(Departure::was_queued));
     for (k, d) in all.iter().enumerate() {
@@ -249,6 +251,55 @@ async fn departures_obey_gcras_bound_under_concurrency() {
         span >= 22 * 50 * MS && span <= 22 * 50 * MS + 8 * SLACK,
         "{span:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimates_count_the_costs_ahead_and_the_burst() {
+    let server = RedisServer::start();
+    let s = shaper(&server, Rate::per_second(10), |b| {
+        b.burst(3).max_wait(250 * MS)
+    })
+    .await;
+    // A full burst leaves at once: the TAT is now 300 ms ahead.
+    let first = s.acquire("e", 3).await.unwrap();
+    assert!(!first.was_queued());
+    let s1 = s.clone();
+    let two = tokio::spawn(async move { s1.acquire("e", 2).await });
+    tokio::time::sleep(10 * MS).await;
+    // Behind 2 units: max(TAT, now) + 2 T - (3 - 1) T = first + 300 ms.
+    match s.acquire("e", 1).await {
+        Err(RedisShapeError::WaitTooLong { wait, max }) => {
+            assert_eq!(max, 250 * MS);
+            assert!(wait > 250 * MS && wait <= 300 * MS - 10 * MS, "{wait:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Cost 2 of a burst of 3 leaves when TAT - now <= T: first + 200 ms, exactly.
+    let two = two.await.unwrap().unwrap();
+    let at = since(&two, &first);
+    assert!(at >= 200 * MS && at <= 200 * MS + SLACK, "{at:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_runs_the_queue_in_one_slot() {
+    let cluster = RedisCluster::start();
+    let s = RedisShaper::builder(Target::cluster(cluster.urls()))
+        .rate(Rate::per_second(10))
+        .build()
+        .await
+        .unwrap();
+    for key in ["a", "b", "user:42"] {
+        let all = futures_util::future::join_all((0..3).map(|_| s.acquire(key, 1))).await;
+        let mut all: Vec<Departure> = all.into_iter().map(Result::unwrap).collect();
+        all.sort_by_key(Departure::left_at);
+        for k in 1..3 {
+            let gap = since(&all[k], &all[k - 1]);
+            assert!(
+                gap >= 100 * MS && gap <= 100 * MS + SLACK,
+                "{key} {k}: {gap:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@
 //! whatever the waiters do: the TAT moves only on a departure, never on a reservation.
 //!
 //! **Admission** is decided by one script when the call reaches Redis, so the order in which
-//! the calls reach Redis (from any process) is the queue order:
+//! the calls reach Redis (from any process) is the queue order. (Unlike the in-process
+//! shaper, whose queue position is fixed when `acquire` is called, calls started at the same
+//! moment, even from one task, may reach Redis in either order.) When the script runs:
 //!
 //! * a request that can leave now, with nobody queued, leaves at once;
 //! * otherwise it joins the back of the queue, unless the queue already holds
