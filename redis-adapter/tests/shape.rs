@@ -57,6 +57,28 @@ async fn queued(server: &RedisServer, key: &str) -> (u64, Option<u64>) {
     (len, units)
 }
 
+/// Waits (up to 5 s) until `n` calls on `key` have reached Redis: those queued plus those of
+/// `tasks` that finished (left, or were refused).
+async fn until_arrived<T>(
+    server: &RedisServer,
+    key: &str,
+    n: u64,
+    tasks: &[tokio::task::JoinHandle<T>],
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let done = tasks.iter().filter(|t| t.is_finished()).count() as u64;
+        if queued(server, key).await.0 + done >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} calls never arrived"
+        );
+        tokio::time::sleep(MS).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_called_at_once_leave_one_interval_apart() {
     let server = RedisServer::start();
@@ -94,7 +116,7 @@ async fn two_shapers_share_one_fifo_queue() {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move { s.acquire("shared", 1).await }));
         // Each enqueue reaches Redis before the next call starts.
-        tokio::time::sleep(10 * MS).await;
+        until_arrived(&server, "shared", i + 1, &tasks).await;
     }
     let mut out = Vec::new();
     for t in tasks {
@@ -119,27 +141,34 @@ async fn refusals_queue_and_charge_nothing() {
     let first = s.acquire("full", 1).await.unwrap();
     let (s1, s2) = (s.clone(), s.clone());
     let w1 = tokio::spawn(async move { s1.acquire("full", 1).await });
-    tokio::time::sleep(10 * MS).await;
+    until_arrived::<()>(&server, "full", 1, &[]).await;
     let w2 = tokio::spawn(async move { s2.acquire("full", 1).await });
-    tokio::time::sleep(10 * MS).await;
+    until_arrived::<()>(&server, "full", 2, &[]).await;
     assert!(matches!(
         s.acquire("full", 1).await,
         Err(RedisShapeError::QueueFull { max: 2 })
     ));
     assert_eq!(queued(&server, "full").await, (2, Some(2)));
+    // The queue's keys live until the last lease: a poll interval and the grace (1 s) at most.
+    let mut c = conn(&server).await;
+    for suffix in ["q", "l", "m"] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("t:{{full}}:shape:{suffix}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!((1..=1_052).contains(&ttl), "{suffix}: {ttl}");
+    }
     let (d1, d2) = (w1.await.unwrap().unwrap(), w2.await.unwrap().unwrap());
     // The refused request took no slot: the two queued leave at +100 and +200 ms.
     assert!(since(&d1, &first) >= 100 * MS && since(&d1, &first) <= 100 * MS + SLACK);
     assert!(since(&d2, &first) >= 200 * MS && since(&d2, &first) <= 200 * MS + SLACK);
 
-    let s = shaper(&server, Rate::per_second(10), |b| {
-        b.max_wait(150 * MS).prefix("w")
-    })
-    .await;
+    let s = shaper(&server, Rate::per_second(10), |b| b.max_wait(150 * MS)).await;
     let first = s.acquire("wait", 1).await.unwrap();
     let s1 = s.clone();
     let w1 = tokio::spawn(async move { s1.acquire("wait", 1).await });
-    tokio::time::sleep(10 * MS).await;
+    until_arrived::<()>(&server, "wait", 1, &[]).await;
     match s.acquire("wait", 1).await {
         Err(RedisShapeError::WaitTooLong { wait, max }) => {
             assert_eq!(max, 150 * MS);
@@ -162,12 +191,11 @@ async fn a_cancelled_waiter_gives_its_slot_to_the_one_behind() {
     let s = shaper(&server, Rate::per_second(10), |b| b.poll_interval(poll)).await;
     let first = s.acquire("c", 1).await.unwrap();
     let mut waiters = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         let s = s.clone();
         waiters.push(tokio::spawn(async move { s.acquire("c", 1).await }));
-        tokio::time::sleep(5 * MS).await;
+        until_arrived(&server, "c", i + 1, &waiters).await;
     }
-    tokio::time::sleep(20 * MS).await;
     let w3 = waiters.pop().unwrap();
     let w2 = waiters.pop().unwrap();
     w2.abort();
@@ -190,19 +218,23 @@ async fn a_crashed_holder_is_purged_after_its_lease() {
     })
     .await;
     let first = s.acquire("x", 1).await.unwrap();
+    let after_first = std::time::Instant::now();
     // A holder that enqueues and then stops polling (its process hangs).
     let mut stalled = Box::pin(s.acquire("x", 1));
-    tokio::select! {
-        r = &mut stalled => panic!("left early: {r:?}"),
-        _ = tokio::time::sleep(10 * MS) => {}
+    while queued(&server, "x").await.0 == 0 {
+        tokio::select! {
+            r = &mut stalled => panic!("left early: {r:?}"),
+            _ = tokio::time::sleep(MS) => {}
+        }
     }
+    let enqueued_by = after_first.elapsed() + SLACK;
     assert_eq!(queued(&server, "x").await, (1, Some(1)));
     let behind = s.acquire("x", 1).await.unwrap();
-    // Its lease ends by +10 + poll + grace ms; the one behind leaves then (not at +200 ms
-    // after the stalled one, which never leaves).
+    // Its lease ends a poll interval and the grace after it was queued; the one behind leaves
+    // at its next poll (the stalled one never leaves).
     let at = since(&behind, &first);
     assert!(
-        at >= 100 * MS && at <= 10 * MS + poll + grace + poll + SLACK,
+        at >= 100 * MS && at <= enqueued_by + poll + grace + poll + SLACK,
         "{at:?}"
     );
     assert_eq!(queued(&server, "x").await, (0, None));
@@ -265,12 +297,12 @@ async fn estimates_count_the_costs_ahead_and_the_burst() {
     assert!(!first.was_queued());
     let s1 = s.clone();
     let two = tokio::spawn(async move { s1.acquire("e", 2).await });
-    tokio::time::sleep(10 * MS).await;
+    until_arrived::<()>(&server, "e", 1, &[]).await;
     // Behind 2 units: max(TAT, now) + 2 T - (3 - 1) T = first + 300 ms.
     match s.acquire("e", 1).await {
         Err(RedisShapeError::WaitTooLong { wait, max }) => {
             assert_eq!(max, 250 * MS);
-            assert!(wait > 250 * MS && wait <= 300 * MS - 10 * MS, "{wait:?}");
+            assert!(wait > 250 * MS && wait <= 300 * MS, "{wait:?}");
         }
         other => panic!("{other:?}"),
     }

@@ -33,6 +33,10 @@
 //! request leaves at most one round trip after its turn when it is on time, and within one
 //! poll interval when the requests ahead of it changed (a cancellation, a late holder).
 //!
+//! As in process, a departure that comes late (here by a round trip, or a poll interval for a
+//! waiter whose turn came early) pushes the schedule back by as much when the burst is 1: the
+//! TAT moves from the moment of the departure. A burst of 2 or more absorbs such delays.
+//!
 //! **Cancellation gives the slot back.** Dropping the future of a waiting request removes its
 //! ticket (a best-effort task spawned on the current tokio runtime; if that fails, the lease
 //! below removes it). It never charged anything, so everyone behind it moves up by its cost and
@@ -406,9 +410,12 @@ impl RedisShaper {
         // From here on, dropping this future (or failing) removes the ticket.
         let mut ticket = Ticket::new(Arc::clone(inner), keys, format!("{seq}:{cost}"));
         loop {
-            // Told 0 while not the head: someone ahead is late; look again after a poll.
+            // Told 0 while not the head: the head may leave now but has not polled yet; look
+            // again after an interval (at least 1 ms, at most a poll interval).
             let nap = if wait.is_zero() {
-                inner.poll
+                Duration::from_nanos(inner.consts.interval)
+                    .max(Duration::from_millis(1))
+                    .min(inner.poll)
             } else {
                 wait.min(inner.poll)
             };
