@@ -334,6 +334,32 @@ async fn a_cluster_runs_the_queue_in_one_slot() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failing_while_waiting_is_a_typed_error() {
+    let mut server = RedisServer::start();
+    let s = shaper(&server, Rate::per_second(10), |b| {
+        b.timeout(200 * MS).poll_interval(20 * MS)
+    })
+    .await;
+    s.acquire("f", 1).await.unwrap();
+    let s1 = s.clone();
+    let waiter = tokio::spawn(async move { s1.acquire("f", 1).await });
+    until_arrived::<()>(&server, "f", 1, &[]).await;
+    server.kill();
+    match waiter.await.unwrap() {
+        Err(RedisShapeError::Redis(e)) => assert!(
+            matches!(
+                e,
+                RedisLimiterError::Connection { .. }
+                    | RedisLimiterError::ReplyLost { .. }
+                    | RedisLimiterError::Timeout { .. }
+            ),
+            "{e:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn bad_configurations_are_typed_errors() {
     let url = "redis://127.0.0.1:1/";
