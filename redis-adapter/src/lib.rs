@@ -121,6 +121,17 @@
 //! same goes for a restart without persistence. The limiter does not use `WAIT`, which would
 //! cost a round trip per check and still not make a failover lossless.
 //!
+//! ## Traffic shaping
+//!
+//! [`RedisShaper`] makes requests *wait* their turn instead of refusing them: one
+//! first-come-first-served queue per key, shared by every process through Redis, whose head
+//! leaves when GCRA admits it (the theoretical arrival time moves only on a departure), so
+//! departures keep to the rate whatever the waiters do. Admission is decided when the enqueue
+//! script runs, with the in-process shaper's refusals ([`RedisShapeError::QueueFull`],
+//! [`RedisShapeError::WaitTooLong`], [`RedisShapeError::InsufficientCapacity`]); waiters poll
+//! at their estimate (at most every poll interval), a dropped waiter gives its place back, and a
+//! crashed one is purged when its lease runs out. The [`shape`] module documents the protocol.
+//!
 //! ## Features
 //!
 //! * `blocking` (off by default): the `blocking` module's `RedisLimiter`, a
@@ -138,6 +149,7 @@ mod limiter;
 mod near_cache;
 mod reply;
 mod scripts;
+pub mod shape;
 mod single;
 
 #[cfg(feature = "blocking")]
@@ -149,4 +161,5 @@ pub use connection::Target;
 pub use error::RedisLimiterError;
 pub use limiter::{RedisLimiter, RedisMultiLimiter, RedisTiered};
 pub use near_cache::NearCacheStats;
+pub use shape::{Departure, RedisShapeError, RedisShaper, RedisShaperBuilder};
 pub use traffik_core::{Decision, Rate};

@@ -129,7 +129,7 @@ pub(crate) fn multi(limits: &[(u64, &[u64])]) -> (String, String) {
 
 /// The prelude with only the helper sections (`--@ name`) that `main` calls, directly or through
 /// another included helper; the text before the first section is always kept.
-fn prelude_for(main: &str) -> String {
+pub(crate) fn prelude_for(main: &str) -> String {
     let mut sections = PRELUDE.split("\n--@ ");
     let head = sections.next().unwrap_or_default();
     let helpers: Vec<(&str, &str)> = sections

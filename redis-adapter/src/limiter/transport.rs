@@ -61,7 +61,7 @@ impl RedisLimiter {
     /// running them: a `NOSCRIPT` (once, by body) and, on a cluster, `MOVED` and `ASK`
     /// redirections (up to [`MAX_REDIRECTS`]). `key` names the call in errors; with
     /// `count_round_trips`, every send counts in [`stats`](RedisLimiter::stats).
-    pub(super) async fn send_script(
+    pub(crate) async fn send_script(
         &self,
         key: &[u8],
         deadline: tokio::time::Instant,
