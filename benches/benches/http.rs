@@ -37,6 +37,10 @@ use tower_governor::GovernorLayer;
 use traffik::http::key::PeerIp;
 use traffik::http::{Policy, RateLimitLayer};
 
+#[cfg(target_arch = "x86_64")]
+#[path = "support/floor.rs"]
+mod floor;
+
 const CLIENTS: usize = 10_000;
 /// Far above what the bench sends per client, so every request is admitted.
 const LIMIT: u64 = 1_000_000;
@@ -163,14 +167,21 @@ fn interleaved(peers: &[SocketAddr]) {
             sender(noop_layer().layer(router())),
         ),
         (
-            "floor: extension lookup only",
-            sender(Floor::new(router(), false)),
+            "floor layer: extension lookup only",
+            sender(Floor {
+                inner: router(),
+                check: FloorCheck::Nothing,
+            }),
         ),
         (
-            "floor: extension lookup + keyed check",
-            sender(Floor::new(router(), true)),
+            "floor layer: + `KeyedLimiter<u64, Gcra>` check",
+            sender(Floor::keyed(router())),
         ),
     ];
+    #[cfg(target_arch = "x86_64")]
+    if let Some(layer) = Floor::inline(router(), peers) {
+        variants.push(("floor layer: + inline floor check", sender(layer)));
+    }
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut at = 0;
     for _ in 0..ROUNDS {
@@ -257,29 +268,54 @@ fn noop_layer() -> RateLimitLayer<AlwaysAdmit> {
         .unwrap()
 }
 
+/// What a [`Floor`] layer asks after reading the key.
+#[derive(Clone)]
+enum FloorCheck {
+    Nothing,
+    /// A statically typed `KeyedLimiter<u64, Gcra, _>` with the layer's capacity.
+    Keyed(std::sync::Arc<traffik::KeyedLimiter<u64, traffik::Gcra, traffik::QuantaClock>>),
+    /// The inline floor of a keyed check (`support/floor.rs`), same slot count.
+    #[cfg(target_arch = "x86_64")]
+    Inline(std::sync::Arc<floor::FloorTable>),
+}
+
 /// Diagnostic: the least a peer-keyed layer can do, with nothing a user configures. It reads
 /// `ConnectInfo` from the request's extensions, folds the address into a `u64` (IPv4 exactly,
-/// IPv6 by its /64) and, with `check`, asks a statically typed `KeyedLimiter<u64, Gcra, _>`;
-/// then hands the request on untouched and returns the inner future as it is. It never
-/// refuses (the bench admits everything), so it has no response of its own to build: a lower
-/// bound for any layer, not a layer.
+/// IPv6 by its /64), asks its [`FloorCheck`], then hands the request on untouched and returns
+/// the inner future as it is. It never refuses (the bench admits everything), so it has no
+/// response of its own to build: a lower bound for any layer, not a layer.
 #[derive(Clone)]
 struct Floor<S> {
     inner: S,
-    limiter:
-        Option<std::sync::Arc<traffik::KeyedLimiter<u64, traffik::Gcra, traffik::QuantaClock>>>,
+    check: FloorCheck,
+}
+
+fn fold(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => (a.to_bits() >> 64) as u64 | 1 << 63,
+    }
 }
 
 impl<S> Floor<S> {
-    fn new(inner: S, check: bool) -> Self {
-        let limiter = check.then(|| {
-            let gcra = traffik::Gcra::new(traffik::Rate::per_second(LIMIT)).unwrap();
-            let config = traffik::TableConfig::new(4 * CLIENTS, [1, 2, 3, 4]);
-            std::sync::Arc::new(
-                traffik::KeyedLimiter::new(gcra, traffik::QuantaClock::new(), config).unwrap(),
-            )
-        });
-        Floor { inner, limiter }
+    fn keyed(inner: S) -> Self {
+        let gcra = traffik::Gcra::new(traffik::Rate::per_second(LIMIT)).unwrap();
+        let config = traffik::TableConfig::new(4 * CLIENTS, [1, 2, 3, 4]);
+        let table = traffik::KeyedLimiter::new(gcra, traffik::QuantaClock::new(), config).unwrap();
+        Floor {
+            inner,
+            check: FloorCheck::Keyed(std::sync::Arc::new(table)),
+        }
+    }
+
+    /// `None` on a CPU without the inline floor's instructions.
+    #[cfg(target_arch = "x86_64")]
+    fn inline(inner: S, peers: &[SocketAddr]) -> Option<Self> {
+        let table = floor::FloorTable::new(peers.iter().map(|p| fold(p.ip())), 4 * CLIENTS)?;
+        Some(Floor {
+            inner,
+            check: FloorCheck::Inline(std::sync::Arc::new(table)),
+        })
     }
 }
 
@@ -296,12 +332,11 @@ impl<S: Service<Request<B>>, B> Service<Request<B>> for Floor<S> {
         let key = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| match c.0.ip() {
-                IpAddr::V4(a) => u64::from(a.to_bits()),
-                IpAddr::V6(a) => (a.to_bits() >> 64) as u64 | 1 << 63,
-            });
-        match (&self.limiter, key) {
-            (Some(l), Some(k)) => assert!(l.check(&k, 1).unwrap().is_allowed()),
+            .map(|c| fold(c.0.ip()));
+        match (&self.check, key) {
+            (FloorCheck::Keyed(l), Some(k)) => assert!(l.check(&k, 1).unwrap().is_allowed()),
+            #[cfg(target_arch = "x86_64")]
+            (FloorCheck::Inline(t), Some(k)) => assert!(t.check(k)),
             (_, k) => {
                 black_box(k);
             }
