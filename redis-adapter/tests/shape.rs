@@ -11,8 +11,10 @@ use support::{RedisCluster, RedisServer};
 use traffik_redis::{Departure, Rate, RedisLimiterError, RedisShapeError, RedisShaper, Target};
 
 const MS: Duration = Duration::from_millis(1);
-/// Network and scheduling latency allowed past an exact departure time (loopback).
-const SLACK: Duration = Duration::from_millis(30);
+/// Network and scheduling latency allowed past an exact departure time (loopback). Lower
+/// bounds are exact; this only bounds lateness, generously, because this binary's tests run
+/// side by side (several redis-servers and a cluster) on machines as small as two cores.
+const SLACK: Duration = Duration::from_millis(75);
 
 async fn shaper(
     server: &RedisServer,
