@@ -65,6 +65,7 @@ pub mod rate;
 pub mod rates;
 pub mod rollover;
 pub mod schedule;
+pub mod shape;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod sliding_log;
@@ -110,6 +111,7 @@ pub use schedule::{
     Schedule, ScheduleBuilder, ScheduleDetails, ScheduleError, ScheduleRate, Weekday,
     MAX_SCHEDULE_RATES,
 };
+pub use shape::ShapeError;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use sliding_log::{LogRing, SlidingLog, SlidingLogLimiter, MAX_LOG_LIMIT};

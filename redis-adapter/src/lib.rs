@@ -127,8 +127,8 @@
 //! first-come-first-served queue per key, shared by every process through Redis, whose head
 //! leaves when GCRA admits it (the theoretical arrival time moves only on a departure), so
 //! departures keep to the rate whatever the waiters do. Admission is decided when the enqueue
-//! script runs, with the in-process shaper's refusals ([`RedisShapeError::QueueFull`],
-//! [`RedisShapeError::WaitTooLong`], [`RedisShapeError::InsufficientCapacity`]); waiters poll
+//! script runs, with the in-process shaper's refusals (the same
+//! [`ShapeError`](traffik_core::ShapeError) in [`RedisShapeError::Refused`]); waiters poll
 //! at their estimate (at most every poll interval), a dropped waiter gives its place back, and a
 //! crashed one is purged when its lease runs out. The [`shape`] module documents the protocol.
 //!

@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::{RedisCluster, RedisServer};
+use traffik_core::ShapeError;
 use traffik_redis::{Departure, Rate, RedisLimiterError, RedisShapeError, RedisShaper, Target};
 
 const MS: Duration = Duration::from_millis(1);
@@ -138,7 +139,10 @@ async fn refusals_queue_and_charge_nothing() {
     let s = shaper(&server, Rate::per_second(10), |b| b.max_queue(2)).await;
     assert!(matches!(
         s.acquire("cap", 2).await,
-        Err(RedisShapeError::InsufficientCapacity { cost: 2, max: 1 })
+        Err(RedisShapeError::Refused(ShapeError::InsufficientCapacity {
+            cost: 2,
+            max: 1
+        }))
     ));
     assert_eq!(queued(&server, "cap").await, (0, None));
 
@@ -150,7 +154,7 @@ async fn refusals_queue_and_charge_nothing() {
     until_arrived::<()>(&server, "full", 2, &[]).await;
     assert!(matches!(
         s.acquire("full", 1).await,
-        Err(RedisShapeError::QueueFull { max: 2 })
+        Err(RedisShapeError::Refused(ShapeError::QueueFull { max: 2 }))
     ));
     assert_eq!(queued(&server, "full").await, (2, Some(2)));
     // The queue's keys live until the last lease: a poll interval and the grace (1 s) at most.
@@ -175,7 +179,7 @@ async fn refusals_queue_and_charge_nothing() {
     let w1 = tokio::spawn(async move { s1.acquire("wait", 1).await });
     until_arrived::<()>(&server, "wait", 1, &[]).await;
     match s.acquire("wait", 1).await {
-        Err(RedisShapeError::WaitTooLong { wait, max }) => {
+        Err(RedisShapeError::Refused(ShapeError::WaitTooLong { wait, max })) => {
             assert_eq!(max, 150 * MS);
             // Two intervals after the first left, less the time since.
             assert!(wait > 150 * MS && wait <= 200 * MS, "{wait:?}");
@@ -307,7 +311,7 @@ async fn estimates_count_the_costs_ahead_and_the_burst() {
     until_arrived::<()>(&server, "e", 1, &[]).await;
     // Behind 2 units: max(TAT, now) + 2 T - (3 - 1) T = first + 300 ms.
     match s.acquire("e", 1).await {
-        Err(RedisShapeError::WaitTooLong { wait, max }) => {
+        Err(RedisShapeError::Refused(ShapeError::WaitTooLong { wait, max })) => {
             assert_eq!(max, 250 * MS);
             assert!(wait > 250 * MS && wait <= 300 * MS, "{wait:?}");
         }

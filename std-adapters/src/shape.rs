@@ -48,33 +48,7 @@ use dashmap::DashMap;
 use tokio::time::{Instant, Sleep};
 use traffik_core::{ConfigError, Gcra, Rate};
 
-/// Why a request was turned away instead of queued. Nothing was charged or queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShapeError {
-    /// The queue already holds its maximum number of waiting requests.
-    #[error("shaping queue full ({max} requests waiting)")]
-    QueueFull {
-        /// The configured maximum queue length.
-        max: usize,
-    },
-    /// The request would leave the queue later than the maximum wait allows.
-    #[error("request would wait {wait:?}, more than the maximum of {max:?}")]
-    WaitTooLong {
-        /// How long it would have waited.
-        wait: Duration,
-        /// The configured maximum wait.
-        max: Duration,
-    },
-    /// The cost is larger than the burst, so it could never leave.
-    #[error("cost {cost} exceeds the shaper's burst of {max}")]
-    InsufficientCapacity {
-        /// The cost asked for.
-        cost: u64,
-        /// The largest cost one request may have (the burst).
-        max: u64,
-    },
-}
+pub use traffik_core::ShapeError;
 
 /// How a shaper paces requests.
 ///

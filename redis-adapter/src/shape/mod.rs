@@ -17,11 +17,11 @@
 //!
 //! * a request that can leave now, with nobody queued, leaves at once;
 //! * otherwise it joins the back of the queue, unless the queue already holds
-//!   [`max_queue`](RedisShaperBuilder::max_queue) requests ([`RedisShapeError::QueueFull`]) or
+//!   [`max_queue`](RedisShaperBuilder::max_queue) requests ([`ShapeError::QueueFull`]) or
 //!   its departure would be more than [`max_wait`](RedisShaperBuilder::max_wait) away
-//!   ([`RedisShapeError::WaitTooLong`]). With `Q` units queued ahead, the departure estimate is
+//!   ([`ShapeError::WaitTooLong`]). With `Q` units queued ahead, the departure estimate is
 //!   `max(now, max(TAT, now) + Q * T - (b - c) * T)`, exact if everyone ahead leaves on time;
-//! * a cost above the burst is [`RedisShapeError::InsufficientCapacity`], refused without a
+//! * a cost above the burst is [`ShapeError::InsufficientCapacity`], refused without a
 //!   round trip.
 //!
 //! A refused request queued and charged nothing.
@@ -92,7 +92,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use traffik_core::{Gcra, Rate};
+use traffik_core::{Gcra, Rate, ShapeError};
 
 use crate::connection::Target;
 use crate::error::RedisLimiterError;
@@ -105,7 +105,7 @@ use script::{parse, Answer, Constants, QueueKeys, ShapeScript};
 use ticket::Ticket;
 
 /// The longest wait a shaper can grant (2^52 ns, about 52 days): longer waits are refused as
-/// [`RedisShapeError::WaitTooLong`] whatever the configured maximum.
+/// [`ShapeError::WaitTooLong`] whatever the configured maximum.
 pub const MAX_WAIT: Duration = Duration::from_nanos(1 << 52);
 
 /// Why a request did not leave: one of the shaper's refusals (nothing queued or charged), a
@@ -113,28 +113,11 @@ pub const MAX_WAIT: Duration = Duration::from_nanos(1 << 52);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisShapeError {
-    /// The queue already holds its maximum number of waiting requests.
-    #[error("shaping queue full ({max} requests waiting)")]
-    QueueFull {
-        /// The configured maximum queue length.
-        max: usize,
-    },
-    /// The request would leave later than the maximum wait allows.
-    #[error("request would wait {wait:?}, more than the maximum of {max:?}")]
-    WaitTooLong {
-        /// How long it would have waited.
-        wait: Duration,
-        /// The maximum wait (the configured one, or [`MAX_WAIT`]).
-        max: Duration,
-    },
-    /// The cost is larger than the burst, so it could never leave.
-    #[error("cost {cost} exceeds the shaper's burst of {max}")]
-    InsufficientCapacity {
-        /// The cost asked for.
-        cost: u64,
-        /// The largest cost one request may have (the burst).
-        max: u64,
-    },
+    /// One of the shaper's refusals, in the same words as the in-process shaper's: the
+    /// queue is full, the wait would pass the maximum (the configured one, or [`MAX_WAIT`]), or
+    /// the cost exceeds the burst. Nothing was queued or charged.
+    #[error(transparent)]
+    Refused(#[from] ShapeError),
     /// The request's ticket was purged because it did not poll within its lease (its task
     /// stalled longer than the lease grace). It did not leave and holds no place.
     #[error("the request's place in the shaping queue expired before it polled again")]
@@ -376,10 +359,10 @@ impl RedisShaper {
         let started = tokio::time::Instant::now();
         let inner = &self.inner;
         if cost > inner.consts.burst {
-            return Err(RedisShapeError::InsufficientCapacity {
+            return Err(RedisShapeError::Refused(ShapeError::InsufficientCapacity {
                 cost,
                 max: inner.consts.burst,
-            });
+            }));
         }
         let keys = QueueKeys::new(&inner.prefix, key.as_ref());
         let (seq, mut wait) = match inner
@@ -394,15 +377,15 @@ impl RedisShaper {
                 })
             }
             Answer::QueueFull => {
-                return Err(RedisShapeError::QueueFull {
+                return Err(RedisShapeError::Refused(ShapeError::QueueFull {
                     max: inner.consts.max_queue.unwrap_or(usize::MAX),
-                })
+                }))
             }
             Answer::WaitTooLong(wait) => {
-                return Err(RedisShapeError::WaitTooLong {
+                return Err(RedisShapeError::Refused(ShapeError::WaitTooLong {
                     wait,
                     max: inner.max_wait,
-                })
+                }))
             }
             Answer::Queued { seq, wait } => (seq, wait),
             other => return Err(unexpected(&keys, "enqueue", other).into()),
