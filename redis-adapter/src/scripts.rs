@@ -109,9 +109,10 @@ impl LoadedScript {
     }
 }
 
-/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 for
-/// GCRA and the leaky bucket, 1 for the token bucket) and that algorithm's constants, as its own
-/// script names them. Returns the body and its SHA1.
+/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 GCRA
+/// and the leaky bucket, 1 token bucket, 2 fixed window, 3 sliding window counter, 4 sliding
+/// window log, 5 debt bucket, 6 quota rollover; see `lua/multi.lua`) and that algorithm's
+/// constants, as its own script names them. Returns the body and its SHA1.
 pub(crate) fn multi(limits: &[(u64, &[u64])]) -> (String, String) {
     let literals = limits
         .iter()
