@@ -229,4 +229,36 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_multi_script_defines_every_helper_it_calls_before_its_body() {
+        let limits: Vec<(u64, &[u64])> = vec![
+            (0, &[1, 2, 3, 4]),
+            (1, &[1, 2, 3, 4, 5]),
+            (2, &[1, 2, 3, 4]),
+            (3, &[1, 2, 3, 4]),
+            (4, &[1, 2, 3]),
+            (5, &[1, 2, 3, 4, 5, 6]),
+            (6, &[1, 2, 3, 4, 5, 6, 7, 8]),
+        ];
+        let (body, _) = multi(&limits);
+        let main = body.find("local P = {").unwrap_or_default();
+        assert!(main > 0);
+        for name in [
+            "gcra_decide",
+            "bucket_decide",
+            "fixed_decide",
+            "sliding_decide",
+            "rollover_decide",
+            "log_decide",
+            "log_store",
+            "int_text",
+            "store",
+            "reply",
+            "too_big",
+        ] {
+            let at = body.find(&format!("local function {name}("));
+            assert!(at.is_some_and(|at| at < main), "{name}");
+        }
+    }
 }

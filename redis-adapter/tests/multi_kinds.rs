@@ -456,3 +456,67 @@ async fn rollover_through_the_multi_limit() {
     let d = limiters[0].check_at("u", 1, t0 + 180 * SEC).await.unwrap();
     assert_eq!(d, Decision::allow(15, 0, 120 * SEC));
 }
+
+/// Readings far behind the keys' windows (a caller's clock 200 days back) make durations of
+/// 2^53 ns and more, which the script sends split in seconds whatever each limit's unit (here
+/// 60 s, 1.5 s and 3600 s): still exactly `check_all`'s decisions.
+#[tokio::test]
+async fn durations_past_2_pow_53_are_exact() {
+    let server = RedisServer::start();
+    let specs = [
+        spec(AlgorithmKind::FixedWindow, Rate::per_minute(8), None),
+        spec(
+            AlgorithmKind::SlidingWindowCounter,
+            Rate::from_nanos(12, 1_500_000_000).unwrap(),
+            None,
+        ),
+        spec(
+            AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 5)),
+            Rate::per_hour(10),
+            None,
+        ),
+    ];
+    let mut limiters = Vec::new();
+    for (i, &s) in specs.iter().enumerate() {
+        limiters.push(redis_limiter(&server, s, &format!("far{i}")).await);
+    }
+    let multi = RedisMultiLimiter::new(limiters).unwrap();
+    let algs: Vec<AnyAlgorithm> = specs
+        .iter()
+        .map(|s| AnyAlgorithm::new(s.kind.unwrap(), s.rate, s.burst).unwrap())
+        .collect();
+    let cells: Vec<StateCell> = algs.iter().map(|_| StateCell::new()).collect();
+    let t = 1_700_000_000 * SEC + 123_456_789;
+    let back = t - 200 * 86_400 * SEC;
+    let clock = ManualClock::starting_at(t);
+    let legs: Vec<CellLeg<'_, AnyAlgorithm, ManualClock>> = cells
+        .iter()
+        .zip(&algs)
+        .map(|(cell, algorithm)| CellLeg {
+            cell,
+            algorithm,
+            clock: &clock,
+        })
+        .collect();
+    let (mut huge, mut huge_retry) = (0, 0);
+    for (at, cost) in [
+        (t, 2),
+        (back, 1),
+        (back, 3),
+        (back + 7 * SEC, 1),
+        (back, 6),
+        (t, 5),
+        (back, 1),
+    ] {
+        clock.set(at);
+        let core = check_all(&legs, cost).unwrap();
+        let redis = multi.check_at("far", cost, at).await.unwrap();
+        assert_eq!(redis, core, "at {at} cost {cost}");
+        huge += u32::from(core.reset_after_nanos() >= 1 << 53);
+        huge_retry += u32::from(core.retry_after_nanos() >= 1 << 53);
+    }
+    assert!(
+        huge >= 3 && huge_retry >= 1,
+        "{huge} resets, {huge_retry} retries past 2^53 ns"
+    );
+}
