@@ -10,12 +10,12 @@ mod support;
 use std::cell::RefCell;
 use std::time::Instant;
 
-use support::{RedisServer, Rng};
+use support::{RedisCluster, RedisServer, Rng};
 use traffik_core::{
     check_all, AlgorithmKind, AnyAlgorithm, CellLeg, CheckError, Clock, Decision, Gcra, Leg,
     LogRing, ManualClock, Rate, Receipt, Rollover, SlidingLog, StateCell,
 };
-use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError, RedisMultiLimiter};
+use traffik_redis::{RedisAlgorithm, RedisLimiter, RedisLimiterError, RedisMultiLimiter, Target};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -70,10 +70,8 @@ fn pool() -> Vec<Spec> {
     ]
 }
 
-async fn redis_limiter(server: &RedisServer, s: Spec, prefix: &str) -> RedisLimiter {
-    let builder = RedisLimiter::builder(server.url())
-        .rate(s.rate)
-        .prefix(prefix);
+async fn redis_limiter(target: impl Into<Target>, s: Spec, prefix: &str) -> RedisLimiter {
+    let builder = RedisLimiter::builder(target).rate(s.rate).prefix(prefix);
     let builder = match s.kind {
         Some(kind) => builder.algorithm(kind),
         None => builder.algorithm(RedisAlgorithm::SlidingWindowLog),
@@ -186,8 +184,9 @@ async fn decides_like_check_all(new_kind: usize, seed: u64) {
     for (mi, mix) in mixes(new_kind, &mut rng).into_iter().enumerate() {
         let mut limiters = Vec::new();
         for (j, &i) in mix.iter().enumerate() {
-            limiters
-                .push(redis_limiter(&server, specs[i], &format!("k{new_kind}-m{mi}-{j}")).await);
+            limiters.push(
+                redis_limiter(server.url(), specs[i], &format!("k{new_kind}-m{mi}-{j}")).await,
+            );
         }
         let multi = RedisMultiLimiter::new(limiters).unwrap();
         let algs: Vec<Option<AnyAlgorithm>> = mix
@@ -320,8 +319,8 @@ async fn denials_leave_every_state_as_it_was() {
         // The new kind admits, then a narrow GCRA after it denies.
         let narrow = spec(AlgorithmKind::Gcra, Rate::per_hour(2), Some(2));
         let limiters = vec![
-            redis_limiter(&server, new_spec, &format!("dw{new_kind}-a")).await,
-            redis_limiter(&server, narrow, &format!("dw{new_kind}-b")).await,
+            redis_limiter(server.url(), new_spec, &format!("dw{new_kind}-a")).await,
+            redis_limiter(server.url(), narrow, &format!("dw{new_kind}-b")).await,
         ];
         let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
         for _ in 0..2 {
@@ -337,8 +336,8 @@ async fn denials_leave_every_state_as_it_was() {
         // A wide GCRA admits, then the new kind, exhausted by single checks, denies.
         let wide = spec(AlgorithmKind::Gcra, Rate::per_second(100), Some(100));
         let limiters = vec![
-            redis_limiter(&server, wide, &format!("dw{new_kind}-c")).await,
-            redis_limiter(&server, new_spec, &format!("dw{new_kind}-d")).await,
+            redis_limiter(server.url(), wide, &format!("dw{new_kind}-c")).await,
+            redis_limiter(server.url(), new_spec, &format!("dw{new_kind}-d")).await,
         ];
         let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
         assert!(multi.check_at("k", 3, t).await.unwrap().is_allowed());
@@ -373,8 +372,8 @@ async fn debt_bucket_through_the_multi_limit() {
         Some(6),
     );
     let limiters = vec![
-        redis_limiter(&server, wide, "debt-wide").await,
-        redis_limiter(&server, debt, "debt").await,
+        redis_limiter(server.url(), wide, "debt-wide").await,
+        redis_limiter(server.url(), debt, "debt").await,
     ];
     let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
     let t = 1_700_000_000 * SEC;
@@ -425,8 +424,8 @@ async fn rollover_through_the_multi_limit() {
     );
     let window = spec(AlgorithmKind::FixedWindow, Rate::per_minute(12), None);
     let limiters = vec![
-        redis_limiter(&server, quota, "ro-quota").await,
-        redis_limiter(&server, window, "ro-window").await,
+        redis_limiter(server.url(), quota, "ro-quota").await,
+        redis_limiter(server.url(), window, "ro-window").await,
     ];
     let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
     // The start of a minute.
@@ -478,7 +477,7 @@ async fn durations_past_2_pow_53_are_exact() {
     ];
     let mut limiters = Vec::new();
     for (i, &s) in specs.iter().enumerate() {
-        limiters.push(redis_limiter(&server, s, &format!("far{i}")).await);
+        limiters.push(redis_limiter(server.url(), s, &format!("far{i}")).await);
     }
     let multi = RedisMultiLimiter::new(limiters).unwrap();
     let algs: Vec<AnyAlgorithm> = specs
@@ -519,4 +518,44 @@ async fn durations_past_2_pow_53_are_exact() {
         huge >= 3 && huge_retry >= 1,
         "{huge} resets, {huge_retry} retries past 2^53 ns"
     );
+}
+
+/// On a real cluster, a multi-limit over a sliding window log (two keys: the log and its meta
+/// hash), a rollover quota and a fixed window runs as one script (Redis would refuse keys of
+/// different slots with `CROSSSLOT`) and counts exactly as on one server.
+#[tokio::test]
+async fn every_kind_runs_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let target = || Target::cluster(cluster.urls());
+    let specs = [
+        log_spec(Rate::per_minute(5)),
+        spec(
+            AlgorithmKind::QuotaRollover(Rollover::new(1, 2, 5)),
+            Rate::per_minute(10),
+            None,
+        ),
+        spec(AlgorithmKind::FixedWindow, Rate::per_minute(8), None),
+    ];
+    let mut limiters = Vec::new();
+    for (i, &s) in specs.iter().enumerate() {
+        limiters.push(redis_limiter(target(), s, &format!("cl{i}")).await);
+    }
+    let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
+    let t = 28_333_334 * 60 * SEC;
+    for key in ["u1", "u2", "u3"] {
+        let mut admitted = 0;
+        for _ in 0..8 {
+            admitted += u32::from(multi.check_at(key, 1, t).await.unwrap().is_allowed());
+        }
+        // The log's 5 bind; the quota (15) and the window (8) were charged 5 each.
+        assert_eq!(admitted, 5, "{key}");
+        assert_eq!(
+            limiters[1].check_at(key, 0, t).await.unwrap().remaining(),
+            10
+        );
+        assert_eq!(
+            limiters[2].check_at(key, 0, t).await.unwrap().remaining(),
+            3
+        );
+    }
 }
