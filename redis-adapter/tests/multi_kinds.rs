@@ -559,3 +559,38 @@ async fn every_kind_runs_on_a_cluster() {
         );
     }
 }
+
+/// With Redis's own clock (no caller time), every kind in one multi-limit: one check charges
+/// each limit once, as its single limiter then sees, and the binding limit answers.
+#[tokio::test]
+async fn every_kind_on_server_time() {
+    let server = RedisServer::start();
+    // Keep clear of a minute boundary, where the window limits would start afresh between the
+    // check and the peeks.
+    let time = server.raw(&["TIME"]);
+    let secs: u64 = time.lines().find_map(|l| l.trim().parse().ok()).unwrap();
+    if secs % 60 >= 55 {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    }
+    let specs = pool();
+    let mut limiters = Vec::new();
+    for (i, &s) in specs.iter().enumerate() {
+        limiters.push(redis_limiter(server.url(), s, &format!("srv{i}")).await);
+    }
+    let multi = RedisMultiLimiter::new(limiters.clone()).unwrap();
+    let before: Vec<u64> = peeks_now(&limiters, "k").await;
+    assert_eq!(before, [4, 12, 8, 12, 6, 7, 15]);
+    let d = multi.check("k", 1).await.unwrap();
+    assert!(d.is_allowed());
+    assert_eq!((d.limit(), d.remaining()), (4, 3));
+    assert_eq!(peeks_now(&limiters, "k").await, [3, 11, 7, 11, 5, 6, 14]);
+}
+
+/// Each single limiter's `remaining` for `key` on its configured time source.
+async fn peeks_now(limiters: &[RedisLimiter], key: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for l in limiters {
+        out.push(l.peek(key).await.unwrap().remaining());
+    }
+    out
+}
