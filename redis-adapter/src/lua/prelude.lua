@@ -179,12 +179,9 @@ local function bucket_decide(key, q, r, cap, debt, limit, period, KL, cost)
     if t < 0 then return 0 end
     return t
   end
-  -- The largest cost admitted with a shortfall of s.
-  local function admissible(s)
-    if s > cap then return 0 end
-    return most - s
-  end
-  local available = admissible(short)
+  -- The largest cost admitted with a shortfall of s: most - s, or 0 while s > cap.
+  local available = 0
+  if short <= cap then available = most - short end
   if cost <= available then
     local x = p + short + cost
     local reset = after(x)
@@ -193,7 +190,9 @@ local function bucket_decide(key, q, r, cap, debt, limit, period, KL, cost)
       local dq, dm = divmod(1, x, 0, KL)
       value = struct.pack('<dd', q + dq, dm)
     end
-    return 1, admissible(short + cost), 0, 0, 0, reset, value, reset
+    local left = 0
+    if short + cost <= cap then left = most - short - cost end
+    return 1, left, 0, 0, 0, reset, value, reset
   end
   -- Admitted once the shortfall is down to min(cap, most - cost).
   local room = most - cost
