@@ -440,10 +440,13 @@ local function log_decide(log, meta, q, r, L, limit, period, cost)
     if t < 0 then return 0 end
     return t
   end
-  -- The newest entry's score (nil for an empty log).
-  local top = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+  -- The newest entry's score (nil for an empty log: count is 0 after trimming, or there was
+  -- no base, and the log was dropped if it held anything).
   local newest
-  if #top == 2 then newest = tonumber(top[2]) end
+  if count > 0 then
+    local top = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    if #top == 2 then newest = tonumber(top[2]) end
+  end
   if count + cost <= limit then
     if cost > 0 and (newest == nil or rel > newest) then newest = rel end
     local reset = 0
