@@ -208,11 +208,24 @@ impl RedisLimiter {
         checks: &[(K, u64)],
     ) -> Vec<Result<Decision, RedisLimiterError>> {
         let now = self.now();
+        let answers = checks
+            .iter()
+            .map(|(key, cost)| self.local_answer(key.as_ref(), *cost, now, true))
+            .collect();
+        self.send_many(answers).await
+    }
+
+    /// The checks of a batch, each answered locally or prepared, with the prepared ones sent
+    /// as [`check_many`](Self::check_many) says; results in input order.
+    async fn send_many(
+        &self,
+        checks: Vec<Result<Result<Decision, RedisLimiterError>, Prepared>>,
+    ) -> Vec<Result<Decision, RedisLimiterError>> {
         let mut out: Vec<Option<Result<Decision, RedisLimiterError>>> =
             Vec::with_capacity(checks.len());
         let mut pending = Vec::new();
-        for (i, (key, cost)) in checks.iter().enumerate() {
-            match self.local_answer(key.as_ref(), *cost, now, true) {
+        for (i, check) in checks.into_iter().enumerate() {
+            match check {
                 Ok(answer) => out.push(Some(answer)),
                 Err(prepared) => {
                     out.push(None);

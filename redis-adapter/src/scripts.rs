@@ -109,9 +109,10 @@ impl LoadedScript {
     }
 }
 
-/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 for
-/// GCRA and the leaky bucket, 1 for the token bucket) and that algorithm's constants, as its own
-/// script names them. Returns the body and its SHA1.
+/// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 GCRA
+/// and the leaky bucket, 1 token bucket, 2 fixed window, 3 sliding window counter, 4 sliding
+/// window log, 5 debt bucket, 6 quota rollover; see `lua/multi.lua`) and that algorithm's
+/// constants, as its own script names them. Returns the body and its SHA1.
 pub(crate) fn multi(limits: &[(u64, &[u64])]) -> (String, String) {
     let literals = limits
         .iter()
@@ -226,6 +227,38 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_multi_script_defines_every_helper_it_calls_before_its_body() {
+        let limits: Vec<(u64, &[u64])> = vec![
+            (0, &[1, 2, 3, 4]),
+            (1, &[1, 2, 3, 4, 5]),
+            (2, &[1, 2, 3, 4]),
+            (3, &[1, 2, 3, 4]),
+            (4, &[1, 2, 3]),
+            (5, &[1, 2, 3, 4, 5, 6]),
+            (6, &[1, 2, 3, 4, 5, 6, 7, 8]),
+        ];
+        let (body, _) = multi(&limits);
+        let main = body.find("local P = {").unwrap_or_default();
+        assert!(main > 0);
+        for name in [
+            "gcra_decide",
+            "bucket_decide",
+            "fixed_decide",
+            "sliding_decide",
+            "rollover_decide",
+            "log_decide",
+            "log_store",
+            "int_text",
+            "store",
+            "reply",
+            "too_big",
+        ] {
+            let at = body.find(&format!("local function {name}("));
+            assert!(at.is_some_and(|at| at < main), "{name}");
         }
     }
 }

@@ -395,3 +395,84 @@ fn blocking_wrapper_checks_with_params() {
         .unwrap()
         .is_allowed());
 }
+
+/// `check_gcra_many` pipelines a batch with parameters per check: in input order, each decision
+/// is the core's for its key's state at the batch's time, a refused cost fails alone unsent,
+/// and the states written are those of checking one by one.
+#[tokio::test]
+async fn check_gcra_many_decides_in_order_as_the_core() {
+    let server = RedisServer::start();
+    let clock = Arc::new(AtomicU64::new(1_700_000_000 * SEC));
+    let source = {
+        let clock = Arc::clone(&clock);
+        TimeSource::Custom(Arc::new(move || clock.load(Ordering::SeqCst)))
+    };
+    let redis = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(1))
+        .prefix("dyn-many")
+        .time_source(source)
+        .build()
+        .await
+        .unwrap();
+    let slow = Gcra::with_burst(Rate::per_minute(6), 3).unwrap();
+    let fast = Gcra::with_burst(Rate::per_second(2), 5).unwrap();
+    let (a, b) = (slow.params(), fast.params());
+    let mut states = [0u64; 2];
+    let batches = [
+        vec![
+            ("x", 1, a, 0),
+            ("x", 1, a, 0),
+            ("y", 2, b, 1),
+            ("x", 1, a, 0),
+            ("x", 1, a, 0),
+            ("y", 4, b, 1),
+            ("z", 9, b, 1),
+            ("y", 3, b, 1),
+        ],
+        vec![
+            ("x", 2, a, 0),
+            ("y", 5, b, 1),
+            ("x", 1, a, 0),
+            ("y", 0, b, 1),
+        ],
+    ];
+    let (mut allowed, mut denied) = (0, 0);
+    for (bi, batch) in batches.iter().enumerate() {
+        if bi > 0 {
+            clock.fetch_add(12 * SEC, Ordering::SeqCst);
+        }
+        let now = clock.load(Ordering::SeqCst);
+        let checks: Vec<(&str, u64, GcraParams)> =
+            batch.iter().map(|&(k, c, p, _)| (k, c, p)).collect();
+        let got = redis.check_gcra_many(&checks).await;
+        assert_eq!(got.len(), batch.len());
+        for (i, (&(key, cost, _, which), got)) in batch.iter().zip(got).enumerate() {
+            let alg = [&slow, &fast][which];
+            let state = if key == "z" { 0 } else { states[which] };
+            match (alg.decide(state, now, cost), got) {
+                (Ok(Transition { decision, next, .. }), Ok(d)) => {
+                    assert_eq!(d, decision, "batch {bi} check {i}");
+                    if let Some(next) = next {
+                        states[which] = next;
+                    }
+                    if d.is_allowed() {
+                        allowed += 1;
+                    } else {
+                        denied += 1;
+                    }
+                }
+                (
+                    Err(CheckError::InsufficientCapacity { max }),
+                    Err(RedisLimiterError::InsufficientCapacity { max: got }),
+                ) => assert_eq!((key, got), ("z", max), "batch {bi} check {i}"),
+                (core, got) => panic!("batch {bi} check {i}: core {core:?}, redis {got:?}"),
+            }
+        }
+    }
+    // First batch: x 3 of 3 then denied, y 2 then 4 denied (3 left) then 3. After 12 s, x owes
+    // 18 s: 2 more (20 s) denied, 1 (10 s) fits; y is full again for 5, then a peek.
+    assert_eq!((allowed, denied), (8, 3));
+    // The refused check sent nothing: no state for "z".
+    let z = String::from_utf8(redis.gcra_key(b"z")).unwrap();
+    assert_eq!(server.raw(&["EXISTS", &z]).trim(), ":0");
+}

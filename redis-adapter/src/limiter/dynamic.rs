@@ -108,6 +108,23 @@ impl RedisLimiter {
         keys::redis_key(&self.inner.prefix, key, TAG)
     }
 
+    /// [`check_gcra`](Self::check_gcra) for many `(key, cost, params)` checks in one pipelined
+    /// round trip, batched exactly as [`check_many`](Self::check_many) batches (slot groups on
+    /// a cluster, `NOSCRIPT` recovery, each check failing on its own); results in input order.
+    /// A check whose cost or parameters [`check_gcra`](Self::check_gcra) refuses fails alone,
+    /// without being sent.
+    pub async fn check_gcra_many<K: AsRef<[u8]>>(
+        &self,
+        checks: &[(K, u64, GcraParams)],
+    ) -> Vec<Result<Decision, RedisLimiterError>> {
+        let now = self.now();
+        let prepared = checks
+            .iter()
+            .map(|(key, cost, params)| self.gcra_prepare(key.as_ref(), *cost, *params, now))
+            .collect();
+        self.send_many(prepared).await
+    }
+
     async fn gcra_now(
         &self,
         key: &[u8],
@@ -115,28 +132,41 @@ impl RedisLimiter {
         params: GcraParams,
         now: Now,
     ) -> Result<Decision, RedisLimiterError> {
+        match self.gcra_prepare(key, cost, params, now) {
+            Ok(refused) => refused,
+            Err(prepared) => self.remote(&prepared).await,
+        }
+    }
+
+    /// The request for a per-call GCRA check, or (`Ok`) the error that refuses it unsent.
+    fn gcra_prepare(
+        &self,
+        key: &[u8],
+        cost: u64,
+        params: GcraParams,
+        now: Now,
+    ) -> Result<Result<Decision, RedisLimiterError>, Prepared> {
         if cost > params.burst() {
-            return Err(RedisLimiterError::InsufficientCapacity {
+            return Ok(Err(RedisLimiterError::InsufficientCapacity {
                 max: params.burst(),
-            });
+            }));
         }
         if params.tolerance_nanos() > MAX_TOLERANCE {
-            return Err(RedisLimiterError::config(format!(
+            return Ok(Err(RedisLimiterError::config(format!(
                 "GCRA tolerance of {} ns (burst {} x interval {} ns) is above 2^51 ns, beyond \
                  what the Redis script computes exactly",
                 params.tolerance_nanos(),
                 params.burst(),
                 params.interval_nanos()
-            )));
+            ))));
         }
-        let prepared = Prepared {
+        Err(Prepared {
             key: self.gcra_key(key),
             cost,
             now,
             local: None,
             params: Some(params),
-        };
-        self.remote(&prepared).await
+        })
     }
 }
 

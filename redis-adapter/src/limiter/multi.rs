@@ -9,17 +9,22 @@ use traffik_core::{AsyncLimiter, Decision};
 use super::{Now, RedisLimiter};
 use crate::config::RedisAlgorithm;
 use crate::error::RedisLimiterError;
+use crate::keys::meta_key;
 use crate::reply::{bad_reply, parse_reply};
 use crate::scripts::multi;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// Several limits on the same keys (for example `10/s` and `1000/h`), checked by one Lua script
 /// that decides every limit and then writes all of them or none: on Redis the check is truly
 /// atomic, so a denied check never charges anything, even under contention.
 ///
-/// Made from [`RedisLimiter`]s built as usual, one per limit, each with GCRA, the leaky bucket
-/// or the token bucket, and its own prefix. A key's state under every limit is
-/// `<prefix>:{<key>}:<algorithm>`, so all the keys of one check share the hash tag `{<key>}`
-/// and one Redis Cluster slot, as a multi-key script requires. The check goes over the first
+/// Made from [`RedisLimiter`]s built as usual, one per limit, each with any algorithm and its own
+/// prefix. A key's state under every limit is `<prefix>:{<key>}:<algorithm>` (and, for the
+/// sliding window log, that name followed by `:m` for its meta key), exactly as a single check
+/// of that limiter keeps it, so a key checked alone and through the multi-limit shares one
+/// state. All the keys of one check share the hash tag `{<key>}` and one Redis Cluster slot, as
+/// a multi-key script requires. Each limit decides with the same Lua code as its own script. The check goes over the first
 /// limiter's connection, with its timeout and time source; the limiters' near caches are not
 /// used. On a cluster, `MOVED` and `ASK` redirections are followed as for single checks; while
 /// a slot migrates, Redis refuses a multi-key script whose keys are not all on one side
@@ -31,6 +36,8 @@ use crate::scripts::multi;
 pub struct RedisMultiLimiter {
     limiters: Vec<RedisLimiter>,
     capacities: Vec<u64>,
+    /// Which limits are sliding window logs (two keys each: the log and its meta hash).
+    logs: Vec<bool>,
     body: String,
     sha: String,
 }
@@ -48,8 +55,8 @@ impl RedisMultiLimiter {
     ///
     /// # Errors
     ///
-    /// [`RedisLimiterError::Config`] for no limiter, a limiter that is not GCRA, the leaky
-    /// bucket or the token bucket, an unlimited one, or two that share their keys (same prefix and algorithm).
+    /// [`RedisLimiterError::Config`] for no limiter, an unlimited one, or two that share their
+    /// keys (same prefix and algorithm). Every algorithm is accepted.
     pub fn new(limiters: Vec<RedisLimiter>) -> Result<Self, RedisLimiterError> {
         if limiters.is_empty() {
             return Err(RedisLimiterError::config(
@@ -58,17 +65,17 @@ impl RedisMultiLimiter {
         }
         let mut kinds = Vec::with_capacity(limiters.len());
         let mut capacities = Vec::with_capacity(limiters.len());
+        let mut logs = Vec::with_capacity(limiters.len());
         for (i, l) in limiters.iter().enumerate() {
             let inner = &l.inner;
             let (kind, params) = match inner.algorithm {
                 RedisAlgorithm::Gcra | RedisAlgorithm::LeakyBucket => (0, 4),
                 RedisAlgorithm::TokenBucket => (1, 5),
-                other => {
-                    return Err(RedisLimiterError::config(format!(
-                        "limiter {i} uses {other:?}: a multi-limit on Redis takes GCRA, the leaky \
-                         bucket or the token bucket"
-                    )))
-                }
+                RedisAlgorithm::FixedWindow => (2, 4),
+                RedisAlgorithm::SlidingWindowCounter => (3, 4),
+                RedisAlgorithm::SlidingWindowLog => (4, 3),
+                RedisAlgorithm::DebtBucket { .. } => (5, 6),
+                RedisAlgorithm::QuotaRollover(_) => (6, 8),
             };
             if inner.plan.unlimited || inner.plan.params.len() != params {
                 return Err(RedisLimiterError::config(format!(
@@ -84,6 +91,7 @@ impl RedisMultiLimiter {
                 )));
             }
             kinds.push(kind);
+            logs.push(kind == 4);
             capacities.push(inner.plan.capacity);
         }
         let limits: Vec<(u64, &[u64])> = kinds
@@ -95,12 +103,14 @@ impl RedisMultiLimiter {
         Ok(RedisMultiLimiter {
             limiters,
             capacities,
+            logs,
             body,
             sha,
         })
     }
 
-    /// The Redis keys one check of `key` touches, one per limit, all in one cluster slot.
+    /// The Redis keys of `key`'s state, one per limit, all in one cluster slot (a sliding window
+    /// log's meta key, this name followed by `:m`, is not listed).
     pub fn redis_keys(&self, key: &[u8]) -> Vec<Vec<u8>> {
         self.limiters.iter().map(|l| l.redis_key(key)).collect()
     }
@@ -158,9 +168,13 @@ impl RedisMultiLimiter {
             c.arg(&self.body);
             c
         };
-        cmd.arg(keys.len());
-        for k in keys {
+        let logs = self.logs.iter().filter(|&&log| log).count();
+        cmd.arg(keys.len() + logs);
+        for (k, &log) in keys.iter().zip(&self.logs) {
             cmd.arg(k);
+            if log {
+                cmd.arg(meta_key(k));
+            }
         }
         cmd.arg(cost);
         if let Now::Nanos(n) = now {
@@ -188,7 +202,8 @@ impl RedisMultiLimiter {
     /// Parses the reply, whose limit is that of the limit that answered.
     fn finish(&self, key: &[u8], reply: Value) -> Result<Decision, RedisLimiterError> {
         let limit = match &reply {
-            Value::BulkString(b) if b.len() == 40 => {
+            // Five doubles, or seven with the durations split.
+            Value::BulkString(b) if b.len() == 40 || b.len() == 56 => {
                 let mut raw = [0u8; 8];
                 raw.copy_from_slice(&b[8..16]);
                 let v = f64::from_le_bytes(raw);
@@ -205,7 +220,8 @@ impl RedisMultiLimiter {
             // A too-big reply or an error: the parser reports it (any capacity will do).
             _ => self.capacities[0],
         };
-        parse_reply(reply, key, limit, 1)
+        // Split durations come in whole seconds and nanoseconds, whatever the limits' units.
+        parse_reply(reply, key, limit, NANOS_PER_SEC)
     }
 }
 

@@ -5,6 +5,4 @@ local cost = tonumber(ARGV[1])
 if cost > burst then return too_big(burst) end
 local q, r = now_qr(L)
 local key = KEYS[1]
-local b, err = packed_ahead(key, q, r, L)
-if not b then return err end
-return gcra_answer(key, q, r, L, T, tol, burst, cost, b)
+return settle(key, burst, L, gcra_decide(key, q, r, L, T, tol, cost))
