@@ -85,15 +85,7 @@ impl LoadedScript {
         args: &[u64],
         now: Option<(u64, u64)>,
     ) -> Cmd {
-        let mut cmd = if by_sha {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&self.sha);
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(&self.body);
-            c
-        };
+        let mut cmd = eval(by_sha, &self.sha, &self.body);
         if self.two_keys {
             cmd.arg(2).arg(key).arg(meta_key(key));
         } else {
@@ -107,6 +99,14 @@ impl LoadedScript {
         }
         cmd
     }
+}
+
+/// The head of a script call: `EVALSHA <sha>`, or `EVAL <body>` after a `NOSCRIPT` (safe to
+/// resend: a refused `EVALSHA` never ran).
+pub(crate) fn eval(by_sha: bool, sha: &str, body: &str) -> Cmd {
+    let mut cmd = redis::cmd(if by_sha { "EVALSHA" } else { "EVAL" });
+    cmd.arg(if by_sha { sha } else { body });
+    cmd
 }
 
 /// The multi-limit script (all limits or none) for `limits`, in key order: each a kind (0 GCRA

@@ -159,15 +159,7 @@ impl RedisMultiLimiter {
     }
 
     fn command(&self, by_sha: bool, keys: &[Vec<u8>], cost: u64, now: Now) -> Cmd {
-        let mut cmd = if by_sha {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&self.sha);
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(&self.body);
-            c
-        };
+        let mut cmd = crate::scripts::eval(by_sha, &self.sha, &self.body);
         let logs = self.logs.iter().filter(|&&log| log).count();
         cmd.arg(keys.len() + logs);
         for (k, &log) in keys.iter().zip(&self.logs) {

@@ -63,15 +63,7 @@ impl ShapeScript {
 
     /// `EVALSHA` (or `EVAL` with the body) over the queue's four keys with one argument.
     pub(super) fn command(&self, by_sha: bool, keys: &QueueKeys, arg: &[u8]) -> Cmd {
-        let mut cmd = if by_sha {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&self.sha);
-            c
-        } else {
-            let mut c = redis::cmd("EVAL");
-            c.arg(&self.body);
-            c
-        };
+        let mut cmd = crate::scripts::eval(by_sha, &self.sha, &self.body);
         cmd.arg(4)
             .arg(&keys.tat)
             .arg(&keys.queue)
