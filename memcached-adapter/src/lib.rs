@@ -121,6 +121,7 @@
 mod clock;
 mod config;
 mod connection;
+pub mod dynamic;
 mod engine;
 mod error;
 mod expiry;
@@ -131,6 +132,7 @@ mod protocol;
 
 pub use clock::SystemClock;
 pub use config::{MemcachedLimiterBuilder, RateSpec, DEFAULT_PORT};
+pub use dynamic::{MemcachedQuotas, PerCallAlgorithm, StateFormat};
 pub use error::MemcachedLimiterError;
 pub use limiter::MemcachedLimiter;
 pub use multi::MemcachedMultiLimiter;
