@@ -387,10 +387,14 @@ async fn priorities_keep_the_high_one_open() {
         .unwrap()
         .is_denied());
     assert!(limiter
-        .check_with_at("t", 4, now, &high)
+        .check_priority_at("t", &budget, 1, 4, now)
         .await
         .unwrap()
         .is_allowed());
+    assert_config(
+        limiter.check_priority_at("t", &budget, 2, 1, now).await,
+        "no priority 2",
+    );
     assert!(limiter
         .check_with_at("t", 1, now, &high)
         .await
@@ -509,6 +513,11 @@ async fn a_mismatched_state_format_is_a_typed_error() {
         paid as fn(&[u8]) -> usize,
     )
     .unwrap();
+    match MemcachedQuotas::with_tiers(gcra_keys.clone(), bucket_tiers.clone()) {
+        Err(E::Config(why)) => assert!(why.starts_with("tier 0: "), "{why}"),
+        other => panic!("bucket tiers on GCRA keys: {other:?}"),
+    }
+    assert!(MemcachedQuotas::with_tiers(gcra_keys.clone(), free_and_premium()).is_ok());
     let quotas = MemcachedQuotas::new(gcra_keys.clone(), bucket_tiers);
     assert_config(
         quotas.check_at("paid:x", 1, now).await,

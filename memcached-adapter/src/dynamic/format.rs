@@ -125,3 +125,51 @@ impl<A: PerCallAlgorithm + Copy + SharedState> PerCallAlgorithm for Live<A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traffik_core::{AlgorithmKind, Rate};
+
+    fn any(kind: AlgorithmKind, limit: u64) -> AnyAlgorithm {
+        AnyAlgorithm::new(kind, Rate::per_second(limit), None)
+            .unwrap_or(AnyAlgorithm::Unlimited(Unlimited))
+    }
+
+    #[test]
+    fn formats_follow_the_core_rule() {
+        let (g10, g50) = (any(AlgorithmKind::Gcra, 10), any(AlgorithmKind::Gcra, 50));
+        let lb = any(AlgorithmKind::LeakyBucket, 3);
+        let tb10 = any(AlgorithmKind::TokenBucket, 10);
+        let tb20 = any(AlgorithmKind::TokenBucket, 20);
+        let fw = any(AlgorithmKind::FixedWindow, 10);
+        let open = AnyAlgorithm::Unlimited(Unlimited);
+        assert_eq!(g10.state_format(), StateFormat::Tat);
+        assert_eq!(lb.state_format(), StateFormat::Tat);
+        assert_eq!(tb10.state_format(), StateFormat::Exact(tb10));
+        assert_eq!(open.state_format(), StateFormat::Stateless);
+        // Exactly what the core's `SharedState` says for the same pairs.
+        let all = [g10, g50, lb, tb10, tb20, fw, open];
+        for a in all {
+            for b in all {
+                assert_eq!(
+                    a.state_format().fits(&b.state_format()),
+                    a.shares_state_with(&b),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_live_algorithm_reports_what_wrote_its_states() {
+        let bucket = any(AlgorithmKind::TokenBucket, 10);
+        let live = Live::new(bucket);
+        assert_eq!(live.state_format(), StateFormat::Exact(bucket));
+        assert_eq!(live.set(AnyAlgorithm::Unlimited(Unlimited)), Ok(()));
+        // Unlimited now, but the bucket's states are still there and it may come back.
+        assert_eq!(live.state_format(), StateFormat::Exact(bucket));
+        let fresh = Live::new(AnyAlgorithm::Unlimited(Unlimited));
+        assert_eq!(fresh.state_format(), StateFormat::Stateless);
+    }
+}

@@ -2,7 +2,7 @@
 //! ([`Tiers`](traffik_core::Tiers) through [`MemcachedQuotas`]), a rate changed while running
 //! ([`Live`](traffik_core::Live)), a rate following a load signal
 //! ([`Adaptive`](traffik_core::Adaptive)) or the calendar ([`Schedule`](traffik_core::Schedule)),
-//! and priorities sharing one budget ([`PriorityBudget`](traffik_core::PriorityBudget)).
+//! and priorities sharing one budget ([`PriorityBudget`]).
 //!
 //! Every check is decided in this process, so any algorithm can decide it:
 //! [`MemcachedLimiter::check_with`] runs the limiter's usual `gets`/`cas` loop on the key's
@@ -47,7 +47,7 @@ mod quotas;
 pub use format::{PerCallAlgorithm, StateFormat};
 pub use quotas::MemcachedQuotas;
 
-use traffik_core::{Decision, MAX_NOW};
+use traffik_core::{Decision, PriorityBudget, MAX_NOW};
 
 use crate::error::MemcachedLimiterError as E;
 use crate::limiter::MemcachedLimiter;
@@ -116,6 +116,54 @@ impl MemcachedLimiter {
             .await
     }
 
+    /// Checks `cost` for `key` now at priority `priority` of `budget` (0 is the lowest), all
+    /// priorities of a key drawing on its one budget: [`check_with`](Self::check_with) with
+    /// [`budget.level(priority)`](traffik_core::PriorityBudget::level).
+    ///
+    /// ```no_run
+    /// use traffik_core::{PriorityBudget, Rate};
+    /// use traffik_memcached::MemcachedLimiter;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = MemcachedLimiter::builder("127.0.0.1:11211").rate("10/s").build()?;
+    /// // 100 units a second; 50 kept back from priority 0, 20 from priority 1.
+    /// let budget = PriorityBudget::new(Rate::per_second(100), 100, &[50, 20, 0])?;
+    /// let batch_job = limiter.check_priority("tenant", &budget, 0, 1).await?;
+    /// let user_click = limiter.check_priority("tenant", &budget, 2, 1).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`MemcachedLimiterError::Config`](E::Config) for a priority the budget does not have;
+    /// otherwise as [`check_with`](Self::check_with).
+    pub async fn check_priority(
+        &self,
+        key: impl AsRef<[u8]>,
+        budget: &PriorityBudget,
+        priority: usize,
+        cost: u64,
+    ) -> Result<Decision, E> {
+        self.check_priority_at(key, budget, priority, cost, self.now())
+            .await
+    }
+
+    /// [`check_priority`](Self::check_priority) at `now_nanos` instead of the clock's reading.
+    pub async fn check_priority_at(
+        &self,
+        key: impl AsRef<[u8]>,
+        budget: &PriorityBudget,
+        priority: usize,
+        cost: u64,
+        now_nanos: u64,
+    ) -> Result<Decision, E> {
+        let level = budget
+            .level(priority)
+            .map_err(|e| E::Config(e.to_string()))?;
+        self.decide_with(key.as_ref(), cost, now_nanos, &level)
+            .await
+    }
+
     pub(crate) async fn decide_with<A: PerCallAlgorithm + ?Sized>(
         &self,
         key: &[u8],
@@ -144,7 +192,7 @@ impl MemcachedLimiter {
     }
 
     /// Whether states in `format` may be read and written on this limiter's keys.
-    fn fits(&self, format: &StateFormat) -> Result<(), E> {
+    pub(crate) fn fits(&self, format: &StateFormat) -> Result<(), E> {
         let own = self.algorithm().state_format();
         if own == StateFormat::Stateless && *format != StateFormat::Stateless {
             return Err(E::Config(format!(

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use traffik_core::{AsyncLimiter, Decision, Quotas};
+use traffik_core::{AsyncLimiter, Decision, Quotas, SharedState, Tiers};
 
 use super::PerCallAlgorithm;
 use crate::error::MemcachedLimiterError as E;
@@ -107,6 +107,30 @@ where
     /// Forgets everything charged to `key`, whatever its tier (one `delete`).
     pub async fn reset(&self, key: impl AsRef<[u8]>) -> Result<(), E> {
         self.limiter.reset(key).await
+    }
+}
+
+impl<A, F, const N: usize> MemcachedQuotas<Tiers<A, F, N>>
+where
+    A: PerCallAlgorithm + SharedState,
+    F: Fn(&[u8]) -> usize,
+{
+    /// [`new`](Self::new) for a [`Tiers`] set, checking first that every tier reads states
+    /// the way `limiter`'s keys hold them, so that a mismatch fails here rather than at the
+    /// first check of a key in that tier. (A live tier changed later is still checked at every
+    /// call.)
+    ///
+    /// # Errors
+    ///
+    /// [`MemcachedLimiterError::Config`](E::Config) naming the first tier that does not fit.
+    pub fn with_tiers(limiter: MemcachedLimiter, tiers: Tiers<A, F, N>) -> Result<Self, E> {
+        for (i, tier) in tiers.tiers().iter().enumerate() {
+            limiter.fits(&tier.state_format()).map_err(|e| match e {
+                E::Config(why) => E::Config(format!("tier {i}: {why}")),
+                other => other,
+            })?;
+        }
+        Ok(MemcachedQuotas::new(limiter, tiers))
     }
 }
 
