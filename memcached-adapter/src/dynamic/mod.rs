@@ -36,6 +36,10 @@
 //! mismatched tier, or a `Live` given a mismatched algorithm, fails that call rather than
 //! misreading the key.
 //!
+//! Expiry: a write's expiry is the deciding algorithm's `reset_after` for the state it wrote.
+//! A TAT is fresh once it has passed, whatever the rate, so an expiry set under one rate holds
+//! under every other; exact formats are only ever read by the algorithm that set it.
+//!
 //! Time: each check reads the limiter's clock once (or takes the caller's time, `*_at`), and
 //! the algorithm decides at that time: a `Schedule` picks the hour's rate from it, a `Live` or
 //! `Adaptive` uses the rate it holds when the check decides (each compare-and-swap retry decides
