@@ -66,15 +66,17 @@ pub(crate) fn fail_unresolved(groups: &mut [Group], in_flight: &E, rest: &E) {
     }
 }
 
-/// One server's share of a batch, at one instant.
-pub(crate) struct Engine<'a> {
-    pub(crate) algorithm: &'a AnyAlgorithm,
+/// One server's share of a batch, at one instant, decided by `A`: the limiter's own
+/// [`AnyAlgorithm`], or an algorithm a caller passes per check (see [`dynamic`](crate::dynamic)).
+/// Generic rather than `dyn` so that each algorithm's loop is compiled for it.
+pub(crate) struct Engine<'a, A: ?Sized = AnyAlgorithm> {
+    pub(crate) algorithm: &'a A,
     pub(crate) pool: &'a Pool,
     pub(crate) now: u64,
     pub(crate) attempts: u32,
 }
 
-impl Engine<'_> {
+impl<A: Algorithm + ?Sized> Engine<'_, A> {
     /// Answers every group, one way or another (unless the caller's timeout drops this first).
     pub(crate) async fn run(&self, groups: &mut [Group]) {
         let mut lease = self.pool.lease().await;

@@ -40,6 +40,10 @@
 //! pipelines a batch: all its `gets` in one write, all its `cas`/`add` in another.
 //! [`MemcachedMultiLimiter`] checks several limits on one key all or nothing (`10/s` *and*
 //! `1000/h`), with the core's charge-then-refund design (see [`multi`]).
+//! [`check_with`](MemcachedLimiter::check_with) decides a key with an algorithm given per call
+//! (a [`Live`](traffik_core::Live) rate, an [`Adaptive`](traffik_core::Adaptive) limit, a
+//! [`Schedule`](traffik_core::Schedule), a priority), and [`MemcachedQuotas`] picks one per key
+//! from [`Tiers`](traffik_core::Tiers); see [`dynamic`] for which algorithms may share a key.
 //!
 //! The client speaks memcached's classic text protocol itself (`gets`, `add`, `cas`, `delete`,
 //! `version`), over a small fixed pool of TCP connections per server. Every memcached release
@@ -121,6 +125,7 @@
 mod clock;
 mod config;
 mod connection;
+pub mod dynamic;
 mod engine;
 mod error;
 mod expiry;
@@ -131,6 +136,7 @@ mod protocol;
 
 pub use clock::SystemClock;
 pub use config::{MemcachedLimiterBuilder, RateSpec, DEFAULT_PORT};
+pub use dynamic::{MemcachedQuotas, PerCallAlgorithm, StateFormat};
 pub use error::MemcachedLimiterError;
 pub use limiter::MemcachedLimiter;
 pub use multi::MemcachedMultiLimiter;

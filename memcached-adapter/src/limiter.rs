@@ -252,10 +252,28 @@ impl MemcachedLimiter {
             // Nothing to store: the unlimited rate admits everything without state.
             return Ok((u.decide(0, now, cost)?.decision, None));
         }
+        self.run_one(key, cost, now, &inner.algorithm).await
+    }
+
+    /// One check of `key` decided by `algorithm` at `now` (already clamped to `MAX_NOW`, the
+    /// cost already within its capacity): the network part of every single check.
+    pub(crate) async fn run_one<A: Algorithm + ?Sized>(
+        &self,
+        key: &[u8],
+        cost: u64,
+        now: u64,
+        algorithm: &A,
+    ) -> Result<(Decision, Option<Written>), E> {
+        let inner = &*self.inner;
         let mkey = self.memcached_key(key);
         let server = keys::pick_server(&inner.server_hashes, &mkey);
         let mut groups = [Group::new(mkey, vec![(0, cost)])];
-        let engine = self.engine(server, now);
+        let engine = Engine {
+            algorithm,
+            pool: &inner.pools[server],
+            now,
+            attempts: inner.attempts,
+        };
         if tokio::time::timeout(inner.timeout, engine.run(&mut groups))
             .await
             .is_err()

@@ -10,7 +10,7 @@ use crate::error::MemcachedLimiterError as E;
 use crate::expiry;
 use crate::protocol::{self, Store};
 
-impl Engine<'_> {
+impl<A: Algorithm + ?Sized> Engine<'_, A> {
     /// Restores the state `written` replaced if `key` still holds the state it wrote; returns
     /// whether it did. Sets `sent` once a `cas` may have reached the server.
     ///
