@@ -158,6 +158,14 @@ enum Scan {
     Full,
 }
 
+/// Where the slow path of a check takes over from the fast one.
+enum Resume {
+    /// The scan of the first window did not find the key.
+    First(Scan),
+    /// The CAS on slot `i` with the clock at `now` failed, finding `actual` there.
+    Lost { now: u64, i: usize, actual: u128 },
+}
+
 /// Where a lookup ended.
 enum Found {
     /// The key's slot and its value when read.
@@ -426,7 +434,14 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     /// second window before the first empty slot there.
     #[inline(always)]
     fn find(&self, shard: ShardRef<'_>, windows: Windows, code: u64) -> Found {
-        match self.scan(shard, windows.first, WINDOW, code) {
+        let scan = self.scan(shard, windows.first, WINDOW, code);
+        self.found(shard, windows, code, scan)
+    }
+
+    /// Where a lookup ends, given how the scan of the first window ended.
+    #[inline(always)]
+    fn found(&self, shard: ShardRef<'_>, windows: Windows, code: u64, scan: Scan) -> Found {
+        match scan {
             Scan::Hit(i, slot) => Found::Hit(i, slot),
             Scan::Empty => Found::Miss,
             Scan::Full => self.find_beyond(shard, windows, code),
@@ -457,6 +472,11 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     }
 
     /// The check with the concrete algorithm: find the key's slot, read the clock, CAS.
+    ///
+    /// Only the common case is here, straight-line: the key in its first window and the CAS
+    /// landing first time. Anything else (a new key, a key in its second window, a CAS lost to
+    /// another thread) goes to [`check_slow`](Self::check_slow), out of line, so this path
+    /// keeps its values in registers and its stack frame small.
     #[inline]
     pub(crate) fn check_with<G: Algorithm>(
         &self,
@@ -465,11 +485,55 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
         cost: u64,
     ) -> Result<Decision, CheckError> {
         let (shard, windows) = self.locate(code);
-        let mut found = self.find(shard, windows, code);
+        let (i, slot) = match self.scan(shard, windows.first, WINDOW, code) {
+            Scan::Hit(i, slot) => (i, slot),
+            scan => {
+                return self.check_slow(algorithm, shard, windows, code, cost, Resume::First(scan))
+            }
+        };
         // The clock is read once, after the slot: its latency then overlaps the slot's load
-        // rather than delaying it. (A retry below reuses this reading, which can only be staler
-        // than a competitor's, so only stricter.)
+        // rather than delaying it.
         let now = self.now();
+        let t = algorithm.decide(state_of(slot), now, cost)?;
+        let Some(next) = t.next else {
+            return Ok(t.decision);
+        };
+        // Key and state are one word, so the CAS also re-asserts the key.
+        match shard.swap(i, slot, pack(code, next)) {
+            Ok(_) => Ok(t.decision),
+            Err(actual) => {
+                let lost = Resume::Lost { now, i, actual };
+                self.check_slow(algorithm, shard, windows, code, cost, lost)
+            }
+        }
+    }
+
+    /// The rest of a check: a key not in its first window, or a CAS lost to another thread.
+    /// Decides exactly as one loop over both would.
+    #[cold]
+    #[inline(never)]
+    fn check_slow<G: Algorithm>(
+        &self,
+        algorithm: &G,
+        shard: ShardRef<'_>,
+        windows: Windows,
+        code: u64,
+        cost: u64,
+        resume: Resume,
+    ) -> Result<Decision, CheckError> {
+        let (now, mut found) = match resume {
+            Resume::First(scan) => {
+                let found = self.found(shard, windows, code, scan);
+                (self.now(), found)
+            }
+            Resume::Lost { now, i, actual } if occupied(actual) && key_of(actual) == code => {
+                (now, Found::Hit(i, actual))
+            }
+            // The slot was reclaimed or cleared: look the key up again.
+            Resume::Lost { now, .. } => (now, self.find(shard, windows, code)),
+        };
+        // A retry reuses the first clock reading, which can only be staler than a
+        // competitor's, so only stricter.
         loop {
             match found {
                 Found::Hit(i, mut slot) => loop {
@@ -477,11 +541,9 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
                     let Some(next) = t.next else {
                         return Ok(t.decision);
                     };
-                    // Key and state are one word, so the CAS also re-asserts the key.
                     match shard.swap(i, slot, pack(code, next)) {
                         Ok(_) => return Ok(t.decision),
                         Err(actual) if occupied(actual) && key_of(actual) == code => slot = actual,
-                        // The slot was reclaimed or cleared: look the key up again.
                         Err(_) => break,
                     }
                 },
