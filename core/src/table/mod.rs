@@ -27,8 +27,8 @@
 //! [`clear`]: KeyedLimiter::clear
 //!
 //! Memory is fixed at construction: `ceil(capacity * 3 / 2)` slots of 16 bytes (24 bytes per
-//! key of capacity), spread over the shards and rounded up to whole 64-byte groups per shard,
-//! each shard's header on its own cache line. Filled
+//! key of capacity), spread over the shards and rounded up to whole groups of four slots per
+//! shard, each shard's header on its own cache line. Filled
 //! to exactly `capacity` distinct live keys, a handful per million find both windows full
 //! (measured at one million keys; see BENCHMARKS.md).
 
@@ -67,16 +67,12 @@ pub const WINDOW: usize = 32;
 #[cfg(loom)]
 pub const WINDOW: usize = GROUP;
 
-/// Slots per group: one 64-byte cache line of 16-byte slots. A first window starts at any
-/// slot, not on a group: with group-aligned starts the keys sharing a start pile up behind one
+/// Slots per group: a 64-byte cache line's worth of 16-byte slots, the unit a shard's slots
+/// are rounded up to and a second window starts on. A first window starts at any slot: with group-aligned starts the keys sharing a start pile up behind one
 /// another inside the line, so fewer sit at their window's first slot and the probe's exit
 /// branch mispredicts more (measured: 15-35% slower checks at 17-50% of slots filled, with
 /// the same number of overflows when filled to capacity; see BENCHMARKS.md).
 const GROUP: usize = 4;
-
-/// One cache line of slots.
-#[repr(C, align(64))]
-struct Group(pub(super) [AtomicU128; GROUP]);
 
 /// A rate limiter over many keys: one packed state per key in a fixed-size table whose checks
 /// and new-key placements take no lock (only reusing a slot does; see the [module docs](self)).
@@ -103,8 +99,9 @@ pub struct KeyedLimiter<K: ?Sized, A, C> {
     algorithm: A,
     clock: C,
     shards: Box<[CachePadded<Shard>]>,
-    /// Every shard's slots, shard `i` at groups `i * groups_per_shard ..`.
-    groups: Box<[Group]>,
+    /// Every shard's slots in one flat array (a slot's address is one multiply-add from its
+    /// index), shard `i` at slots `i * slots_per_shard ..`.
+    slots: Box<[AtomicU128]>,
     /// `64 - log2(shards)`: the hash's top bits pick the shard.
     shard_shift: u32,
     groups_per_shard: usize,
@@ -262,7 +259,7 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
         let groups_per_shard = total.div_ceil(shards).max(WINDOW).div_ceil(GROUP);
         groups_per_shard
             .checked_mul(shards)
-            .and_then(|n| n.checked_mul(core::mem::size_of::<Group>()))
+            .and_then(|n| n.checked_mul(GROUP * core::mem::size_of::<AtomicU128>()))
             .filter(|bytes| *bytes <= isize::MAX as usize)
             .ok_or(TableError::TooLarge)?;
         let hasher = KeyHasher::with_seeds(config.seeds);
@@ -273,8 +270,8 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
                 .map(|_| CachePadded::new(Shard::new()))
                 .collect::<Vec<_>>()
                 .into(),
-            groups: (0..groups_per_shard * shards)
-                .map(|_| Group(core::array::from_fn(|_| AtomicU128::new(0))))
+            slots: (0..groups_per_shard * GROUP * shards)
+                .map(|_| AtomicU128::new(0))
                 .collect::<Vec<_>>()
                 .into(),
             shard_shift: 64 - shards.trailing_zeros(),
@@ -325,19 +322,18 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
     /// Forgets every key. Checks racing with `clear` may keep what they charge (a key placed
     /// in a slot `clear` has already passed stays).
     pub fn clear(&self) {
-        let n = self.groups_per_shard;
+        let n = self.slots_per_shard;
         for (i, shard) in self.shards.iter().enumerate() {
             // Excludes reuse; lock-free placements and updates race with the sweep and either
             // land before a slot is emptied (and are forgotten) or after (and are kept).
             let _guard = shard.lock();
-            let groups = &self.groups[i * n..(i + 1) * n];
             let slots = ShardRef {
                 head: shard,
-                groups,
+                slots: &self.slots[i * n..(i + 1) * n],
                 wide: self.wide,
             };
             let mut emptied = 0;
-            for j in 0..n * GROUP {
+            for j in 0..n {
                 let mut slot = slots.load(j);
                 while occupied(slot) {
                     match slots.swap(j, slot, 0) {
@@ -378,7 +374,7 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
 
     /// Bytes of slot memory (fixed at construction).
     pub fn memory_bytes(&self) -> usize {
-        self.groups.len() * core::mem::size_of::<Group>()
+        self.slots.len() * core::mem::size_of::<AtomicU128>()
     }
 
     #[inline]
@@ -392,16 +388,16 @@ impl<K: Key + ?Sized, A: Reclaim, C: Clock> KeyedLimiter<K, A, C> {
         // Top bits pick the shard; the rest, scaled, the slot that starts the first window.
         let shard = h.checked_shr(self.shard_shift).unwrap_or(0) as usize;
         let rest = h << (64 - self.shard_shift);
-        let n = self.groups_per_shard;
+        let n = self.slots_per_shard;
         let shard = ShardRef {
             head: &self.shards[shard],
-            groups: &self.groups[shard * n..(shard + 1) * n],
+            slots: &self.slots[shard * n..(shard + 1) * n],
             wide: self.wide,
         };
         let windows = Windows {
-            first: scale(rest, self.slots_per_shard),
+            first: scale(rest, n),
             hash: h,
-            groups: n,
+            groups: self.groups_per_shard,
         };
         (shard, windows)
     }
