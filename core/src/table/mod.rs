@@ -68,10 +68,11 @@ pub const WINDOW: usize = 32;
 pub const WINDOW: usize = GROUP;
 
 /// Slots per group: a 64-byte cache line's worth of 16-byte slots, the unit a shard's slots
-/// are rounded up to and a second window starts on. A first window starts at any slot: with group-aligned starts the keys sharing a start pile up behind one
-/// another inside the line, so fewer sit at their window's first slot and the probe's exit
-/// branch mispredicts more (measured: 15-35% slower checks at 17-50% of slots filled, with
-/// the same number of overflows when filled to capacity; see BENCHMARKS.md).
+/// are rounded up to and a second window starts on. A first window starts at any slot: with
+/// group-aligned starts the keys sharing a start pile up behind one another inside the line,
+/// so fewer sit at their window's first slot and the probe's data-dependent exit is taken
+/// later more often (measured: group-aligned checks 5-14% slower with 7-50% of slots
+/// filled, and the same number of overflows when filled to capacity; see BENCHMARKS.md).
 const GROUP: usize = 4;
 
 /// A rate limiter over many keys: one packed state per key in a fixed-size table whose checks
