@@ -269,166 +269,211 @@ struct Slot([u64; 2]);
 
 /// Diagnostic, `x86_64` only: the least a keyed check of this design can do, written inline
 /// with no abstraction: scramble the key, one 16-byte load of its slot (probing on, as the
-/// table does), one clock read, a GCRA-style update, one `lock cmpxchg16b`. Same slot count
-/// as traffik's table (1.5 per unit of capacity), same keys and order, same quanta clock.
-/// Prints floor / governor and traffik / floor, one thread, all admitted; `--floor=gcra` also
-/// prints the floor with the real `Gcra::decide` in place of its one-line update, over the floor.
+/// table does), one clock read, a GCRA-style update, one `lock cmpxchg16b` (reloading and
+/// retrying if another thread changed the slot). Same slot count as traffik's table (1.5 per
+/// unit of capacity), same keys and order, same quanta clock. Prints floor / governor and
+/// traffik / floor, all admitted, one thread and two threads on shared keys (`--threads=N` picks
+/// one), with the median ns per check of floor and traffik; `--floor=gcra` also prints the
+/// floor with the real `Gcra::decide` in place of its one-line update, over the floor.
 #[cfg(target_arch = "x86_64")]
 fn floor_row(keys: &[u64], seq: &[u32]) {
-    use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_storeu_si128};
     use traffik::Clock;
 
-    /// `lock cmpxchg16b` on `p`; whether it stored.
+    /// `lock cmpxchg16b` on `p`: `Ok` if it stored, else `Err` with the slot's current value
+    /// as `[state, key]`.
     ///
     /// # Safety
     ///
     /// `p` is valid and 16-byte aligned, and the CPU has `cmpxchg16b`.
     #[inline(always)]
-    unsafe fn cas(p: *mut u128, old: u128, new: u128) -> bool {
+    unsafe fn cas(p: *mut Slot, old: [u64; 2], new: [u64; 2]) -> Result<(), [u64; 2]> {
         let ok: u8;
+        let (lo, hi): (u64, u64);
         // SAFETY: the caller's contract. The pointer is pinned to rsi so it cannot land in rbx, which
         // the instruction needs for the new value's low half (swapped in and out around it).
         unsafe {
             std::arch::asm!(
-                "xchg {lo}, rbx",
+                "xchg {nlo}, rbx",
                 "lock cmpxchg16b xmmword ptr [rsi]",
                 "sete {ok}",
-                "mov rbx, {lo}",
+                "mov rbx, {nlo}",
                 in("rsi") p,
-                lo = inout(reg) new as u64 => _,
+                nlo = inout(reg) new[0] => _,
                 ok = out(reg_byte) ok,
-                in("rcx") (new >> 64) as u64,
-                inout("rax") old as u64 => _,
-                inout("rdx") (old >> 64) as u64 => _,
+                in("rcx") new[1],
+                inout("rax") old[0] => lo,
+                inout("rdx") old[1] => hi,
                 options(nostack),
             );
         }
-        ok != 0
-    }
-    #[inline(always)]
-    fn load(p: *const Slot) -> [u64; 2] {
-        let mut out = [0u64; 2];
-        // SAFETY: `p` points into the slot vector and is 16-byte aligned (`Slot`'s alignment).
-        unsafe {
-            let v = _mm_load_si128(p.cast::<__m128i>());
-            _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), v);
+        if ok != 0 {
+            Ok(())
+        } else {
+            Err([lo, hi])
         }
-        out
+    }
+    /// One atomic 16-byte load (`movdqa`, atomic on the AVX CPUs this runs on, as in
+    /// traffik's table), so two threads may race on a slot.
+    ///
+    /// # Safety
+    ///
+    /// `p` is valid and 16-byte aligned.
+    #[inline(always)]
+    unsafe fn load(p: *const Slot) -> [u64; 2] {
+        let (lo, hi): (u64, u64);
+        // SAFETY: the caller's contract; SSE2 is part of x86_64.
+        unsafe {
+            std::arch::asm!(
+                "movdqa {v}, xmmword ptr [{p}]",
+                "movq {lo}, {v}",
+                "punpckhqdq {v}, {v}",
+                "movq {hi}, {v}",
+                p = in(reg) p,
+                v = out(xmm_reg) _,
+                lo = out(reg) lo,
+                hi = out(reg) hi,
+                options(nostack, preserves_flags),
+            );
+        }
+        [lo, hi]
     }
     if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
         return;
     }
-    let mut vs_gov = "| u64 scattered, inline floor / governor | all admitted | 1 |".to_string();
-    let mut vs_floor = "| u64 scattered, traffik / inline floor | all admitted | 1 |".to_string();
+    let only_threads = option("threads");
     let (seed, mult) = (0x0123_4567_89ab_cdef_u64, 0x9e37_79b9_7f4a_7c15_u64 | 1);
     let place = |k: u64, n: usize| {
         let w = u128::from(k ^ seed) * u128::from(mult);
         let h = (w as u64) ^ ((w >> 64) as u64);
         ((u128::from(h) * n as u128) >> 64) as usize
     };
-    for (_, capacity) in SIZES {
-        let n = capacity * 3 / 2;
-        let mut slots = vec![Slot::default(); n];
-        for &k in keys {
-            let mut i = place(k, n);
-            while slots[i].0[1] != 0 {
-                i = (i + 1) % n;
-            }
-            slots[i] = Slot([1 << 63, k]);
+    for threads in [1, 2] {
+        if only_threads
+            .as_deref()
+            .is_some_and(|t| t != threads.to_string())
+        {
+            continue;
         }
-        // An address, so the closure is `Sync` as `round` requires (one thread uses it).
-        let base = slots.as_mut_ptr() as usize;
-        let at = move |i: usize| (base as *mut Slot).wrapping_add(i);
-        let clock = traffik::QuantaClock::new();
-        let floor = |k: u64| {
-            let mut i = place(k, n);
-            loop {
-                // `i < n`, the vector's length; the vector outlives the closure.
-                let [state, key] = load(at(i));
-                if key == k {
-                    let now = clock.now();
-                    let next = (state & !(1 << 63)).max(now) + 1;
-                    let old = (u128::from(key) << 64) | u128::from(state);
-                    let new = (u128::from(key) << 64) | u128::from(next | 1 << 63);
-                    // SAFETY: as above; the CPU has cmpxchg16b (checked before the loop).
-                    return unsafe { cas(at(i).cast::<u128>(), old, new) };
+        let mut vs_gov =
+            format!("| u64 scattered, inline floor / governor | all admitted | {threads} |");
+        let mut vs_floor =
+            format!("| u64 scattered, traffik / inline floor | all admitted | {threads} |");
+        let mut detail = String::new();
+        for (_, capacity) in SIZES {
+            let n = capacity * 3 / 2;
+            let mut slots = vec![Slot::default(); n];
+            for &k in keys {
+                let mut i = place(k, n);
+                while slots[i].0[1] != 0 {
+                    i = (i + 1) % n;
                 }
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
+                slots[i] = Slot([1 << 63, k]);
             }
-        };
-        let gcra = Gcra::new(Rate::per_second(1_000_000_000)).unwrap();
-        let floor_gcra = |k: u64| {
-            let mut i = place(k, n);
-            loop {
-                let [state, key] = load(at(i));
-                if key == k {
-                    let now = clock.now();
-                    let t = traffik::Algorithm::decide(&gcra, state & !(1 << 63), now, 1).unwrap();
-                    let Some(next) = t.next else {
-                        return false;
-                    };
-                    let old = (u128::from(key) << 64) | u128::from(state);
-                    let new = (u128::from(key) << 64) | u128::from(next | 1 << 63);
-                    // SAFETY: as above.
-                    return unsafe { cas(at(i).cast::<u128>(), old, new) }
-                        && t.decision.is_allowed();
+            // An address, so the closure is `Sync` as `round` requires.
+            let base = slots.as_mut_ptr() as usize;
+            let at = move |i: usize| (base as *mut Slot).wrapping_add(i);
+            let clock = traffik::QuantaClock::new();
+            let floor = |k: u64| {
+                let mut i = place(k, n);
+                loop {
+                    // SAFETY: `i < n`, the vector's length; the vector outlives the closure and
+                    // is only accessed through `load` and `cas` while the rounds run.
+                    let mut slot = unsafe { load(at(i)) };
+                    if slot[1] == k {
+                        let now = clock.now();
+                        loop {
+                            let next = (slot[0] & !(1 << 63)).max(now) + 1;
+                            // SAFETY: as above; the CPU has cmpxchg16b (checked before the loop).
+                            match unsafe { cas(at(i), slot, [next | 1 << 63, k]) } {
+                                Ok(()) => return true,
+                                Err(actual) => slot = actual,
+                            }
+                        }
+                    }
+                    i += 1;
+                    if i == n {
+                        i = 0;
+                    }
                 }
-                i += 1;
-                if i == n {
-                    i = 0;
+            };
+            let gcra = Gcra::new(Rate::per_second(1_000_000_000)).unwrap();
+            let floor_gcra = |k: u64| {
+                let mut i = place(k, n);
+                loop {
+                    // SAFETY: as in `floor`.
+                    let mut slot = unsafe { load(at(i)) };
+                    if slot[1] == k {
+                        let now = clock.now();
+                        loop {
+                            let t = traffik::Algorithm::decide(&gcra, slot[0] & !(1 << 63), now, 1)
+                                .unwrap();
+                            let Some(next) = t.next else {
+                                return false;
+                            };
+                            // SAFETY: as in `floor`.
+                            match unsafe { cas(at(i), slot, [next | 1 << 63, k]) } {
+                                Ok(()) => return t.decision.is_allowed(),
+                                Err(actual) => slot = actual,
+                            }
+                        }
+                    }
+                    i += 1;
+                    if i == n {
+                        i = 0;
+                    }
                 }
-            }
-        };
-        if option("floor").as_deref() == Some("gcra") {
-            let mut r = Vec::new();
-            for _ in 0..ROUNDS {
-                let a = round(1, seq, &|i| {
-                    black_box(floor_gcra(keys[i]));
-                });
-                r.push(
-                    a / round(1, seq, &|i| {
-                        black_box(floor(keys[i]));
-                    }),
+            };
+            if option("floor").as_deref() == Some("gcra") {
+                let mut r = Vec::new();
+                for _ in 0..ROUNDS {
+                    let a = round(threads, seq, &|i| {
+                        black_box(floor_gcra(keys[i]));
+                    });
+                    r.push(
+                        a / round(threads, seq, &|i| {
+                            black_box(floor(keys[i]));
+                        }),
+                    );
+                }
+                println!(
+                    "inline floor with `Gcra::decide` / inline floor, {threads} thread(s): {:.2}",
+                    median(r)
                 );
             }
-            println!(
-                "inline floor with `Gcra::decide` / inline floor: {:.2}",
-                median(r)
-            );
-        }
-        let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap()));
-        let ours: RateLimiter<u64> = traffik::builder()
-            .rate(Rate::per_second(1_000_000_000))
-            .capacity(capacity)
-            .build()
-            .unwrap();
-        for k in keys {
-            let _ = gov.check_key(k);
-            let _ = ours.check(k, 1).unwrap();
-        }
-        let (mut g, mut t) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let f = round(1, seq, &|i| {
-                black_box(floor(keys[i]));
-            });
-            g.push(
-                f / round(1, seq, &|i| {
-                    black_box(gov.check_key(&keys[i]).is_ok());
-                }),
-            );
-            t.push(
-                round(1, seq, &|i| {
+            let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap()));
+            let ours: RateLimiter<u64> = traffik::builder()
+                .rate(Rate::per_second(1_000_000_000))
+                .capacity(capacity)
+                .build()
+                .unwrap();
+            for k in keys {
+                let _ = gov.check_key(k);
+                let _ = ours.check(k, 1).unwrap();
+            }
+            let (mut g, mut t, mut f_ns, mut t_ns) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let f = round(threads, seq, &|i| {
+                    black_box(floor(keys[i]));
+                });
+                g.push(
+                    f / round(threads, seq, &|i| {
+                        black_box(gov.check_key(&keys[i]).is_ok());
+                    }),
+                );
+                let o = round(threads, seq, &|i| {
                     black_box(ours.check(&keys[i], 1).unwrap().is_allowed());
-                }) / f,
-            );
+                });
+                t.push(o / f);
+                f_ns.push(f / PER_ROUND as f64);
+                t_ns.push(o / PER_ROUND as f64);
+            }
+            vs_gov.push_str(&format!(" {:.2} |", median(g)));
+            vs_floor.push_str(&format!(" {:.2} |", median(t)));
+            detail.push_str(&format!(" {:.1}/{:.1}", median(f_ns), median(t_ns)));
         }
-        vs_gov.push_str(&format!(" {:.2} |", median(g)));
-        vs_floor.push_str(&format!(" {:.2} |", median(t)));
+        println!("{vs_gov}\n{vs_floor}  ns/check floor/traffik:{detail}");
     }
-    println!("{vs_gov}\n{vs_floor}");
 }
 
 fn ip(i: u64) -> IpAddr {

@@ -1,7 +1,5 @@
 //! A shard's header (reuse lock and counters) and a borrowed view of one shard's slots.
 
-use super::Group;
-use super::GROUP;
 use crate::sync::{spin_hint, AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Ordering, Wide};
 
 /// Most pause hints between two looks at a held reuse lock.
@@ -52,11 +50,11 @@ impl Shard {
     }
 }
 
-/// One shard: its header and its run of groups.
+/// One shard: its header and its run of slots.
 #[derive(Clone, Copy)]
 pub(super) struct ShardRef<'a> {
     pub(super) head: &'a Shard,
-    pub(super) groups: &'a [Group],
+    pub(super) slots: &'a [AtomicU128],
     pub(super) wide: Wide,
 }
 
@@ -64,7 +62,7 @@ impl ShardRef<'_> {
     /// Slot `i` of the shard (`i` below the shard's slot count).
     #[inline]
     pub(super) fn slot(&self, i: usize) -> &AtomicU128 {
-        &self.groups[i / GROUP].0[i % GROUP]
+        &self.slots[i]
     }
 
     /// Reads slot `i`.
