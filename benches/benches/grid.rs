@@ -16,6 +16,10 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 use traffik::{Gcra, Key, KeyedLimiter, QuantaClock, Rate, RateLimiter};
 
+#[cfg(target_arch = "x86_64")]
+#[path = "support/floor.rs"]
+mod floor;
+
 /// Live keys in every cell.
 const KEYS: usize = 10_000;
 /// Alternating rounds per cell (odd, so the median is one round's ratio).
@@ -262,91 +266,17 @@ fn static_row(keys: &[u64], seq: &[u32]) {
     println!("{vs_any}\n{vs_gov}");
 }
 
-/// 16-byte slots, aligned for `movdqa` and `cmpxchg16b`: key in the high half, state low.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(16))]
-struct Slot([u64; 2]);
-
-/// Diagnostic, `x86_64` only: the least a keyed check of this design can do, written inline
-/// with no abstraction: scramble the key, one 16-byte load of its slot (probing on, as the
-/// table does), one clock read, a GCRA-style update, one `lock cmpxchg16b` (reloading and
-/// retrying if another thread changed the slot). Same slot count as traffik's table (1.5 per
-/// unit of capacity), same keys and order, same quanta clock. Prints floor / governor and
+/// Diagnostic, `x86_64` only: traffik beside the inline floor of a keyed check
+/// (`support/floor.rs`: scramble, one slot load, one clock read, a GCRA-style update, one
+/// `lock cmpxchg16b`, retried on a lost race), with the same slot count as traffik's table (1.5
+/// per unit of capacity), same keys and order, same quanta clock. Prints floor / governor and
 /// traffik / floor, all admitted, one thread and two threads on shared keys (`--threads=N` picks
 /// one), with the median ns per check of floor and traffik; `--floor=gcra` also prints the
 /// floor with the real `Gcra::decide` in place of its one-line update, over the floor.
 #[cfg(target_arch = "x86_64")]
 fn floor_row(keys: &[u64], seq: &[u32]) {
-    use traffik::Clock;
-
-    /// `lock cmpxchg16b` on `p`: `Ok` if it stored, else `Err` with the slot's current value
-    /// as `[state, key]`.
-    ///
-    /// # Safety
-    ///
-    /// `p` is valid and 16-byte aligned, and the CPU has `cmpxchg16b`.
-    #[inline(always)]
-    unsafe fn cas(p: *mut Slot, old: [u64; 2], new: [u64; 2]) -> Result<(), [u64; 2]> {
-        let ok: u8;
-        let (lo, hi): (u64, u64);
-        // SAFETY: the caller's contract. The pointer is pinned to rsi so it cannot land in rbx, which
-        // the instruction needs for the new value's low half (swapped in and out around it).
-        unsafe {
-            std::arch::asm!(
-                "xchg {nlo}, rbx",
-                "lock cmpxchg16b xmmword ptr [rsi]",
-                "sete {ok}",
-                "mov rbx, {nlo}",
-                in("rsi") p,
-                nlo = inout(reg) new[0] => _,
-                ok = out(reg_byte) ok,
-                in("rcx") new[1],
-                inout("rax") old[0] => lo,
-                inout("rdx") old[1] => hi,
-                options(nostack),
-            );
-        }
-        if ok != 0 {
-            Ok(())
-        } else {
-            Err([lo, hi])
-        }
-    }
-    /// One atomic 16-byte load (`movdqa`, atomic on the AVX CPUs this runs on, as in
-    /// traffik's table), so two threads may race on a slot.
-    ///
-    /// # Safety
-    ///
-    /// `p` is valid and 16-byte aligned.
-    #[inline(always)]
-    unsafe fn load(p: *const Slot) -> [u64; 2] {
-        let (lo, hi): (u64, u64);
-        // SAFETY: the caller's contract; SSE2 is part of x86_64.
-        unsafe {
-            std::arch::asm!(
-                "movdqa {v}, xmmword ptr [{p}]",
-                "movq {lo}, {v}",
-                "punpckhqdq {v}, {v}",
-                "movq {hi}, {v}",
-                p = in(reg) p,
-                v = out(xmm_reg) _,
-                lo = out(reg) lo,
-                hi = out(reg) hi,
-                options(nostack, preserves_flags),
-            );
-        }
-        [lo, hi]
-    }
-    if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
-        return;
-    }
     let only_threads = option("threads");
-    let (seed, mult) = (0x0123_4567_89ab_cdef_u64, 0x9e37_79b9_7f4a_7c15_u64 | 1);
-    let place = |k: u64, n: usize| {
-        let w = u128::from(k ^ seed) * u128::from(mult);
-        let h = (w as u64) ^ ((w >> 64) as u64);
-        ((u128::from(h) * n as u128) >> 64) as usize
-    };
+    let gcra = Gcra::new(Rate::per_second(1_000_000_000)).unwrap();
     for threads in [1, 2] {
         if only_threads
             .as_deref()
@@ -360,68 +290,16 @@ fn floor_row(keys: &[u64], seq: &[u32]) {
             format!("| u64 scattered, traffik / inline floor | all admitted | {threads} |");
         let mut detail = String::new();
         for (_, capacity) in SIZES {
-            let n = capacity * 3 / 2;
-            let mut slots = vec![Slot::default(); n];
-            for &k in keys {
-                let mut i = place(k, n);
-                while slots[i].0[1] != 0 {
-                    i = (i + 1) % n;
-                }
-                slots[i] = Slot([1 << 63, k]);
-            }
-            // An address, so the closure is `Sync` as `round` requires.
-            let base = slots.as_mut_ptr() as usize;
-            let at = move |i: usize| (base as *mut Slot).wrapping_add(i);
-            let clock = traffik::QuantaClock::new();
-            let floor = |k: u64| {
-                let mut i = place(k, n);
-                loop {
-                    // SAFETY: `i < n`, the vector's length; the vector outlives the closure and
-                    // is only accessed through `load` and `cas` while the rounds run.
-                    let mut slot = unsafe { load(at(i)) };
-                    if slot[1] == k {
-                        let now = clock.now();
-                        loop {
-                            let next = (slot[0] & !(1 << 63)).max(now) + 1;
-                            // SAFETY: as above; the CPU has cmpxchg16b (checked before the loop).
-                            match unsafe { cas(at(i), slot, [next | 1 << 63, k]) } {
-                                Ok(()) => return true,
-                                Err(actual) => slot = actual,
-                            }
-                        }
-                    }
-                    i += 1;
-                    if i == n {
-                        i = 0;
-                    }
-                }
+            let Some(table) = floor::FloorTable::new(keys.iter().copied(), capacity) else {
+                return;
             };
-            let gcra = Gcra::new(Rate::per_second(1_000_000_000)).unwrap();
+            let floor = |k: u64| table.check(k);
             let floor_gcra = |k: u64| {
-                let mut i = place(k, n);
-                loop {
-                    // SAFETY: as in `floor`.
-                    let mut slot = unsafe { load(at(i)) };
-                    if slot[1] == k {
-                        let now = clock.now();
-                        loop {
-                            let t = traffik::Algorithm::decide(&gcra, slot[0] & !(1 << 63), now, 1)
-                                .unwrap();
-                            let Some(next) = t.next else {
-                                return false;
-                            };
-                            // SAFETY: as in `floor`.
-                            match unsafe { cas(at(i), slot, [next | 1 << 63, k]) } {
-                                Ok(()) => return t.decision.is_allowed(),
-                                Err(actual) => slot = actual,
-                            }
-                        }
-                    }
-                    i += 1;
-                    if i == n {
-                        i = 0;
-                    }
-                }
+                table.check_with(k, |state, now| {
+                    traffik::Algorithm::decide(&gcra, state, now, 1)
+                        .unwrap()
+                        .next
+                })
             };
             if option("floor").as_deref() == Some("gcra") {
                 let mut r = Vec::new();

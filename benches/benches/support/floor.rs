@@ -1,21 +1,24 @@
 //! The least a keyed check of traffik's design can do, written inline with no abstraction, as
 //! a yardstick for what the hardware allows (`x86_64` only): scramble the key, one 16-byte
 //! load of its slot (linear probing), one quanta clock read, a GCRA-style update and one
-//! `lock cmpxchg16b`. It keeps no shards, never places or reclaims keys after construction,
-//! and answers nothing but "admitted": a lower bound, not a limiter.
+//! `lock cmpxchg16b` (reloading and retrying if another thread changed the slot). It keeps no
+//! shards, never places or reclaims keys after construction, and answers nothing but
+//! "admitted": a lower bound, not a limiter. Used by the grid's `floor` rows and the HTTP
+//! bench's floor layer.
 
-use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_storeu_si128};
 use std::cell::UnsafeCell;
 
 use traffik::{Clock, QuantaClock};
 
-/// 16-byte slots, aligned for `movdqa` and `cmpxchg16b`: state low (top bit: occupied), key
-/// high.
+/// 16-byte slots, aligned for `movdqa` and `cmpxchg16b`: `[state, key]`, the state's top bit
+/// marking an occupied slot.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(16))]
 struct Slot([u64; 2]);
 
 const OCCUPIED: u64 = 1 << 63;
+const SEED: u64 = 0x0123_4567_89ab_cdef;
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
 /// A fixed table of keys, each with a GCRA-like timestamp; see the module docs.
 pub struct FloorTable {
@@ -23,12 +26,9 @@ pub struct FloorTable {
     clock: QuantaClock,
 }
 
-// SAFETY: after construction slots are only read by `movdqa` (atomic for aligned 16-byte
-// loads on the CPUs `new` accepts) and written by `lock cmpxchg16b`.
+// SAFETY: after construction slots are only read by `load` (an aligned `movdqa`, atomic on the
+// CPUs `new` accepts) and written by `cas` (`lock cmpxchg16b`), so threads may share the table.
 unsafe impl Sync for FloorTable {}
-
-const SEED: u64 = 0x0123_4567_89ab_cdef;
-const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
 impl FloorTable {
     /// `1.5 * capacity` slots (as traffik's table) holding `keys`; `None` on a CPU without
@@ -54,24 +54,38 @@ impl FloorTable {
         })
     }
 
-    /// Charges one unit to `key`'s timestamp; whether the key was found and its CAS landed.
+    /// Charges one nanosecond to `key`'s timestamp: `max(state, now) + 1`. Whether the key
+    /// was found.
     #[inline(always)]
     pub fn check(&self, key: u64) -> bool {
+        self.check_with(key, |state, now| Some(state.max(now) + 1))
+    }
+
+    /// Finds `key`, reads the clock, and stores `next(state, now)` by CAS (again on a lost
+    /// race); `None` from `next` stores nothing. Whether the key was found and stored.
+    #[inline(always)]
+    pub fn check_with(&self, key: u64, next: impl Fn(u64, u64) -> Option<u64>) -> bool {
         let n = self.slots.len();
         let mut i = place(key, n);
         loop {
             let p = self.slots[i].get();
-            let [state, k] = load(p);
-            if state & OCCUPIED == 0 {
+            // SAFETY: `p` is a live, aligned slot of this table.
+            let mut slot = unsafe { load(p) };
+            if slot[0] & OCCUPIED == 0 {
                 return false;
             }
-            if k == key {
+            if slot[1] == key {
                 let now = self.clock.now();
-                let next = (state & !OCCUPIED).max(now) + 1;
-                let old = (u128::from(k) << 64) | u128::from(state);
-                let new = (u128::from(k) << 64) | u128::from(next | OCCUPIED);
-                // SAFETY: `p` is a valid, aligned slot, and `new` checked for cmpxchg16b.
-                return unsafe { cas(p.cast::<u128>(), old, new) };
+                loop {
+                    let Some(state) = next(slot[0] & !OCCUPIED, now) else {
+                        return false;
+                    };
+                    // SAFETY: as above; `new` checked for cmpxchg16b.
+                    match unsafe { cas(p, slot, [state | OCCUPIED, key]) } {
+                        Ok(()) => return true,
+                        Err(actual) => slot = actual,
+                    }
+                }
             }
             i += 1;
             if i == n {
@@ -89,43 +103,61 @@ fn place(key: u64, n: usize) -> usize {
     ((u128::from(h) * n as u128) >> 64) as usize
 }
 
-/// One aligned 16-byte load.
+/// One atomic 16-byte load (`movdqa`, atomic on the AVX CPUs `FloorTable::new` accepts, as in
+/// traffik's table), written in asm so that racing a `cas` is outside Rust's memory model.
+///
+/// # Safety
+///
+/// `p` is valid and 16-byte aligned.
 #[inline(always)]
-fn load(p: *const Slot) -> [u64; 2] {
-    let mut out = [0u64; 2];
-    // SAFETY: `p` points to a live slot, 16-byte aligned (`Slot`'s alignment); the CPU has AVX
-    // (checked in `new`), which makes the load atomic.
+unsafe fn load(p: *const Slot) -> [u64; 2] {
+    let (lo, hi): (u64, u64);
+    // SAFETY: the caller's contract; SSE2 is part of x86_64.
     unsafe {
-        let v = _mm_load_si128(p.cast::<__m128i>());
-        _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), v);
+        std::arch::asm!(
+            "movdqa {v}, xmmword ptr [{p}]",
+            "movq {lo}, {v}",
+            "punpckhqdq {v}, {v}",
+            "movq {hi}, {v}",
+            p = in(reg) p,
+            v = out(xmm_reg) _,
+            lo = out(reg) lo,
+            hi = out(reg) hi,
+            options(nostack, preserves_flags),
+        );
     }
-    out
+    [lo, hi]
 }
 
-/// `lock cmpxchg16b` on `p`; whether it stored.
+/// `lock cmpxchg16b` on `p`: `Ok` if it stored, else `Err` with the slot's current value.
 ///
 /// # Safety
 ///
 /// `p` is valid and 16-byte aligned, and the CPU has `cmpxchg16b`.
 #[inline(always)]
-unsafe fn cas(p: *mut u128, old: u128, new: u128) -> bool {
+unsafe fn cas(p: *mut Slot, old: [u64; 2], new: [u64; 2]) -> Result<(), [u64; 2]> {
     let ok: u8;
+    let (lo, hi): (u64, u64);
     // SAFETY: the caller's contract. The pointer is pinned to rsi so it cannot land in rbx,
     // which the instruction needs for the new value's low half (swapped in and out around it).
     unsafe {
         std::arch::asm!(
-            "xchg {lo}, rbx",
+            "xchg {nlo}, rbx",
             "lock cmpxchg16b xmmword ptr [rsi]",
             "sete {ok}",
-            "mov rbx, {lo}",
+            "mov rbx, {nlo}",
             in("rsi") p,
-            lo = inout(reg) new as u64 => _,
+            nlo = inout(reg) new[0] => _,
             ok = out(reg_byte) ok,
-            in("rcx") (new >> 64) as u64,
-            inout("rax") old as u64 => _,
-            inout("rdx") (old >> 64) as u64 => _,
+            in("rcx") new[1],
+            inout("rax") old[0] => lo,
+            inout("rdx") old[1] => hi,
             options(nostack),
         );
     }
-    ok != 0
+    if ok != 0 {
+        Ok(())
+    } else {
+        Err([lo, hi])
+    }
 }
