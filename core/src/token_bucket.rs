@@ -111,6 +111,23 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// Whether `n` tokens have been produced by clock time `t` (`P(t) >= n`), found by
+    /// multiplying: `t >= n * period / limit`. Exact for every `n` and `t`, where comparing with
+    /// [`time_for`](Self::time_for) would not be once it saturates.
+    #[inline]
+    pub(crate) fn has_produced(&self, n: u64, t: u64) -> bool {
+        if self.interval != 0 {
+            return n.checked_mul(self.interval).is_some_and(|x| x <= t);
+        }
+        let (limit, period) = (self.limit.get(), self.period.get());
+        match n.checked_mul(period) {
+            Some(x) => self.limit.div_ceil(x) <= t,
+            None => (n as u128 * period as u128).div_ceil(limit as u128) <= u128::from(t),
+        }
+    }
+}
+
 impl Algorithm for TokenBucket {
     #[inline]
     fn capacity(&self) -> u64 {
@@ -127,8 +144,27 @@ impl Algorithm for TokenBucket {
         // produced tokens, so it only ever finds the bucket emptier.
         let short = taken.saturating_sub(produced);
         let available = self.capacity.saturating_sub(short);
-        if cost <= available {
-            let next = produced.max(taken).saturating_add(cost);
+        // The same two questions asked by multiplying instead (`P(now) >= n` exactly when
+        // `now >= time_for(n)`), so that the write below waits on no division when the bucket
+        // is not full: `produced` then feeds only the decision's `remaining`, computed beside
+        // the caller's compare-and-swap rather than before it.
+        // (A peek is always admitted, even by a reading so far behind that more than the whole
+        // capacity is still owed.)
+        let admitted = cost == 0
+            || match (taken + cost).checked_sub(self.capacity) {
+                None | Some(0) => true,
+                Some(needed) => self.has_produced(needed, now),
+            };
+        debug_assert_eq!(admitted, cost <= available);
+        if admitted {
+            let next = if self.has_produced(taken.saturating_add(1), now) {
+                // P(now) > taken: the bucket is full, and refills no further.
+                produced
+            } else {
+                taken
+            }
+            .saturating_add(cost);
+            debug_assert_eq!(next, produced.max(taken).saturating_add(cost));
             let reset = self.time_for(next).saturating_sub(now);
             let decision = Decision::allow(self.capacity, available - cost, reset);
             Ok(Transition::store(decision, next, cost))
@@ -184,6 +220,21 @@ mod tests {
     }
 
     proptest! {
+        // The multiplying test agrees with counting tokens, near zero, near overflow and
+        // between, with and without a whole interval.
+        #[test]
+        fn has_produced_agrees_with_produced(
+            limit in 1u64..=1_000_000,
+            factor in prop_oneof![1u64..=1_000, 1u64..=1_000_000_000],
+            extra in prop_oneof![Just(0u64), 1u64..=1_000],
+            n in prop_oneof![0u64..1_000, any::<u64>(), (u64::MAX - 1_000)..=u64::MAX],
+            t in prop_oneof![0u64..1_000_000, any::<u64>(), (u64::MAX - 1_000)..=u64::MAX],
+        ) {
+            let period = limit * factor + extra;
+            let b = bucket(limit, period);
+            prop_assert_eq!(b.has_produced(n, t), b.produced(t) >= n);
+        }
+
         // Old-vs-new: every production count and refill time matches the widening form, near
         // zero, near overflow and anywhere between, with and without a whole interval.
         #[test]
