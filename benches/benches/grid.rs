@@ -20,6 +20,10 @@ use traffik::{Gcra, Key, KeyedLimiter, QuantaClock, Rate, RateLimiter};
 #[path = "support/floor.rs"]
 mod floor;
 
+#[path = "support/mix.rs"]
+mod mix;
+use mix::Mix;
+
 /// Live keys in every cell.
 const KEYS: usize = 10_000;
 /// Alternating rounds per cell (odd, so the median is one round's ratio).
@@ -28,23 +32,6 @@ const ROUNDS: usize = 41;
 const PER_ROUND: usize = 50_000;
 /// Length of the precomputed access sequence (a power of two, masked into).
 const SEQ: usize = 1 << 16;
-
-/// splitmix64: a fixed-seed generator, so every run visits keys in the same order.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
-}
 
 /// All-admitted: a permutation of the keys repeated; mostly-denied: 80% of checks on 1% of the
 /// keys, the rest uniform, in random order.

@@ -40,6 +40,9 @@ use traffik::http::{Policy, RateLimitLayer};
 #[cfg(target_arch = "x86_64")]
 #[path = "support/floor.rs"]
 mod floor;
+#[path = "support/mix.rs"]
+mod mix;
+use mix::Mix;
 
 const CLIENTS: usize = 10_000;
 /// Far above what the bench sends per client, so every request is admitted.
@@ -58,15 +61,8 @@ fn ready<F: Future>(f: F) -> F::Output {
 /// 10,000 client addresses (half IPv4, half IPv6 in distinct /64s), then a visiting order:
 /// a random permutation repeated, from a fixed seed so runs compare.
 fn clients() -> Vec<SocketAddr> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut next = move || {
-        // splitmix64
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = Mix(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || rng.next();
     let mut addrs: Vec<SocketAddr> = (0..CLIENTS)
         .map(|i| {
             let r = next();

@@ -25,6 +25,10 @@ use traffik::{
     SlidingLog, SlidingLogLimiter, TableConfig,
 };
 
+#[path = "support/mix.rs"]
+mod mix;
+use mix::Mix;
+
 /// A million per second per key; with a 1 us step every check is admitted.
 const PER_SECOND: u32 = 1_000_000;
 /// Checks per contender per round, single key.
@@ -35,23 +39,6 @@ const KEYED_PER_ROUND: usize = 50_000;
 const KEYS: usize = 10_000;
 /// Table capacity in the keyed rows: the live keys fill 50% of it.
 const CAPACITY: usize = 2 * KEYS;
-
-/// splitmix64, fixed seed: every run visits the keys in the same order.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
-}
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
