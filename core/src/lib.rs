@@ -52,6 +52,7 @@ pub mod decision;
 pub mod details;
 mod divisor;
 pub mod fixed_window;
+pub mod format;
 pub mod gcra;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -92,6 +93,7 @@ pub use debt_bucket::{DebtBalance, DebtBucket};
 pub use decision::{CheckError, Decision};
 pub use details::Details;
 pub use fixed_window::FixedWindow;
+pub use format::{PerCallAlgorithm, StateFormat};
 pub use gcra::{Gcra, GcraParams, LeakyBucket};
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

@@ -70,7 +70,10 @@ pub use traffik_core::{
     Hashed, Key, KeyHasher, KeyedLimiter, OverflowPolicy, TableConfig, TableError, TableStats,
 };
 // Per-key quotas, tiers, and algorithms that change while limiters run.
-pub use traffik_core::{Live, LiveError, QuotaError, QuotaLimiter, Quotas, SharedState, Tiers};
+pub use traffik_core::{
+    Live, LiveError, PerCallAlgorithm, QuotaError, QuotaLimiter, Quotas, SharedState, StateFormat,
+    Tiers,
+};
 // Several limits at once, all or nothing.
 pub use traffik_core::{
     check_all, CellLeg, Leg, MultiKeyed, Rates, RatesError, RatesParseError, RatesParseErrorKind,

@@ -45,11 +45,10 @@
 //! `Adaptive` uses the rate it holds when the check decides (each compare-and-swap retry decides
 //! again, with the rate held then, as the in-process cell does).
 
-mod format;
 mod quotas;
 
-pub use format::{PerCallAlgorithm, StateFormat};
 pub use quotas::MemcachedQuotas;
+pub use traffik_core::{PerCallAlgorithm, StateFormat};
 
 use traffik_core::{Decision, PriorityBudget, MAX_NOW};
 
@@ -223,5 +222,7 @@ fn describe(format: &StateFormat) -> String {
         StateFormat::Stateless => "no state".to_owned(),
         StateFormat::Tat => "GCRA arrival times (TATs)".to_owned(),
         StateFormat::Exact(a) => format!("states only {a:?} reads"),
+        // A format added to the core later.
+        other => format!("{other:?}"),
     }
 }

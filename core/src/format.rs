@@ -1,7 +1,13 @@
 //! How an algorithm reads a key's state word: [`StateFormat`], and [`PerCallAlgorithm`], the
 //! algorithms that say theirs.
+//!
+//! [`SharedState`] compares two algorithms of one type (the tiers of a [`Tiers`](crate::Tiers),
+//! the old and new value of a [`Live`]). A store that lets each call bring its own algorithm,
+//! of any type, onto states other calls wrote (traffik-memcached's `check_with`) needs the same
+//! rule in a form algorithms of different types can be compared by: the format of the states
+//! they read and write.
 
-use traffik_core::{
+use crate::{
     Adaptive, Algorithm, AnyAlgorithm, DebtBucket, FixedWindow, Gcra, LeakyBucket, Live,
     PriorityBudget, PriorityLevel, QuotaRollover, Schedule, SharedState, SlidingWindowCounter,
     TokenBucket, Unlimited,
@@ -10,7 +16,7 @@ use traffik_core::{
 /// How an algorithm reads (and writes) a key's state word: what decides whether a key's
 /// state, written under one algorithm, may be decided by another.
 ///
-/// This is the core's rule of [`SharedState`] (see [`traffik_core::quota`]), put in a form
+/// This is the rule of [`SharedState`] (see [`crate::quota`]), put in a form
 /// that algorithms of different types can be compared by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,9 +46,8 @@ impl StateFormat {
     }
 }
 
-/// An algorithm that can decide checks on a [`MemcachedLimiter`](crate::MemcachedLimiter)'s
-/// keys per call ([`check_with`](crate::MemcachedLimiter::check_with)), because it says how it
-/// reads their states.
+/// An algorithm that says how it reads states, so that it can decide checks per call on states
+/// others wrote (traffik-memcached's `MemcachedLimiter::check_with`).
 ///
 /// Implemented for every algorithm of the core that keeps its state in one word; implement it
 /// for an algorithm of your own by naming the format its states are in (a wrong answer lets it
@@ -129,7 +134,7 @@ impl<A: PerCallAlgorithm + Copy + SharedState> PerCallAlgorithm for Live<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use traffik_core::{AlgorithmKind, Rate};
+    use crate::{AlgorithmKind, Rate};
 
     fn any(kind: AlgorithmKind, limit: u64) -> AnyAlgorithm {
         AnyAlgorithm::new(kind, Rate::per_second(limit), None)
