@@ -426,6 +426,17 @@ fn main() {
         let keys: Vec<IpAddr> = (0..KEYS as u64).map(ip).collect();
         row("IpAddr v4/v6", &keys, &seqs);
     }
+    // Diagnostic rows, only when named: each address family alone (the mix above pays a
+    // mispredicted family branch on top of both).
+    let named = |name: &str| filter.iter().any(|f| f == name);
+    if named("ipv4-only") {
+        let keys: Vec<IpAddr> = (0..KEYS as u64).map(|i| ip(2 * i)).collect();
+        row("IPv4 only", &keys, &seqs);
+    }
+    if named("ipv6-only") {
+        let keys: Vec<IpAddr> = (0..KEYS as u64).map(|i| ip(2 * i + 1)).collect();
+        row("IPv6 only", &keys, &seqs);
+    }
     if wanted("string") {
         let keys: Vec<String> = (0..KEYS).map(|i| format!("user-{i:08}")).collect();
         row("String", &keys, &seqs);
