@@ -133,6 +133,7 @@ mod keys;
 mod limiter;
 pub mod multi;
 mod protocol;
+pub mod shape;
 
 pub use clock::SystemClock;
 pub use config::{MemcachedLimiterBuilder, RateSpec, DEFAULT_PORT};
@@ -140,4 +141,5 @@ pub use dynamic::{MemcachedQuotas, PerCallAlgorithm, StateFormat};
 pub use error::MemcachedLimiterError;
 pub use limiter::MemcachedLimiter;
 pub use multi::MemcachedMultiLimiter;
-pub use traffik_core::{AlgorithmKind, Decision, Rate};
+pub use shape::{Departure, MemcachedShapeError, MemcachedShaper, MemcachedShaperBuilder};
+pub use traffik_core::{AlgorithmKind, Decision, Rate, ShapeError};

@@ -322,6 +322,21 @@ impl MemcachedLimiter {
         &self.inner.prefix
     }
 
+    /// The pool of the server that holds memcached key `mkey`.
+    pub(crate) fn pool_for(&self, mkey: &[u8]) -> &Pool {
+        &self.inner.pools[keys::pick_server(&self.inner.server_hashes, mkey)]
+    }
+
+    /// The timeout of one call.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// How many read-modify-write rounds one call may take.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
     async fn reset_bytes(&self, key: &[u8]) -> Result<(), E> {
         let inner = &*self.inner;
         if let AnyAlgorithm::Unlimited(_) = inner.algorithm {

@@ -153,14 +153,29 @@ fn push_storage(
     state: u64,
     cas: Option<u64>,
 ) {
+    push_value(out, command, key, FLAGS, exptime, &state.to_le_bytes(), cas);
+}
+
+/// Appends `<command> <key> <flags> <exptime> <len>[ <cas>]\r\n<value>\r\n`: a storage command
+/// for a value of any length (the shaper's queues).
+pub(crate) fn push_value(
+    out: &mut Vec<u8>,
+    command: &[u8],
+    key: &[u8],
+    flags: u32,
+    exptime: u32,
+    value: &[u8],
+    cas: Option<u64>,
+) {
     out.extend_from_slice(command);
     out.extend_from_slice(key);
+    let len = value.len();
     let header = match cas {
-        Some(cas) => format!(" {FLAGS} {exptime} {STATE_LEN} {cas}\r\n"),
-        None => format!(" {FLAGS} {exptime} {STATE_LEN}\r\n"),
+        Some(cas) => format!(" {flags} {exptime} {len} {cas}\r\n"),
+        None => format!(" {flags} {exptime} {len}\r\n"),
     };
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&state.to_le_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -176,11 +191,39 @@ pub(crate) const VERSION: &[u8] = b"version\r\n";
 
 /// Parses the reply to `gets <key>`: `END`, or one `VALUE` block followed by `END`.
 pub(crate) fn parse_get(buf: &[u8], key: &[u8]) -> Parsed<Item> {
+    Ok(parse_gets_value(buf, key)?.map(|(found, used)| {
+        let item = match found {
+            None => Item::Miss,
+            Some((flags, cas, data)) => {
+                let value = match <[u8; STATE_LEN]>::try_from(data) {
+                    Ok(bytes) => Value::State(u64::from_le_bytes(bytes)),
+                    Err(_) => Value::Other { len: data.len() },
+                };
+                Item::Hit { flags, cas, value }
+            }
+        };
+        (item, used)
+    }))
+}
+
+/// What a `gets` of one key found, with the value's bytes: `None` for a miss, else its flags,
+/// CAS token and value.
+pub(crate) type RawItem = Option<(u32, u64, Vec<u8>)>;
+
+/// Parses the reply to `gets <key>` keeping the value's bytes whatever their length.
+pub(crate) fn parse_get_raw(buf: &[u8], key: &[u8]) -> Parsed<RawItem> {
+    Ok(parse_gets_value(buf, key)?
+        .map(|(found, used)| (found.map(|(f, c, d)| (f, c, d.to_vec())), used)))
+}
+
+/// The `gets` reply parser both forms share: the value borrowed from `buf`.
+#[allow(clippy::type_complexity)]
+fn parse_gets_value<'a>(buf: &'a [u8], key: &[u8]) -> Parsed<Option<(u32, u64, &'a [u8])>> {
     let Some((first, mut used)) = line(buf)? else {
         return Ok(None);
     };
     if first == b"END" {
-        return Ok(Some((Item::Miss, used)));
+        return Ok(Some((None, used)));
     }
     server_error(first)?;
     let Some(rest) = first.strip_prefix(b"VALUE ") else {
@@ -229,10 +272,7 @@ pub(crate) fn parse_get(buf: &[u8], key: &[u8]) -> Parsed<Item> {
             "the {len}-byte value is not followed by CRLF"
         )));
     }
-    let value = match <[u8; STATE_LEN]>::try_from(&buf[used..data_end]) {
-        Ok(bytes) => Value::State(u64::from_le_bytes(bytes)),
-        Err(_) => Value::Other { len },
-    };
+    let value = &buf[used..data_end];
     used = data_end + 2;
     let Some((end, end_used)) = line(&buf[used..])? else {
         return Ok(None);
@@ -243,7 +283,7 @@ pub(crate) fn parse_get(buf: &[u8], key: &[u8]) -> Parsed<Item> {
             show(end)
         )));
     }
-    Ok(Some((Item::Hit { flags, cas, value }, used + end_used)))
+    Ok(Some((Some((flags, cas, value)), used + end_used)))
 }
 
 /// Parses the reply to `add` or `cas`.
