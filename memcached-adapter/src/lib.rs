@@ -45,6 +45,16 @@
 //! [`Schedule`](traffik_core::Schedule), a priority), and [`MemcachedQuotas`] picks one per key
 //! from [`Tiers`](traffik_core::Tiers); see [`dynamic`] for which algorithms may share a key.
 //!
+//! ## Traffic shaping
+//!
+//! [`MemcachedShaper`] makes requests *wait* rather than be refused: one first-come-first-served
+//! queue per key, shared by every process, whose requests leave at the rate (GCRA's schedule,
+//! moved only by departures). The whole queue of a key is one memcached item (the TAT, the last
+//! sequence and the waiting tickets), changed by the same `gets` + `cas` loop as a check;
+//! waiters poll with `gets` alone, a dropped waiter gives its place back within one poll
+//! interval, and a stalled one is purged when its lease runs out. See [`shape`] for the
+//! protocol, its guarantees and the item-size bound.
+//!
 //! The client speaks memcached's classic text protocol itself (`gets`, `add`, `cas`, `delete`,
 //! `version`), over a small fixed pool of TCP connections per server. Every memcached release
 //! and memcached-speaking proxy accepts these commands, and owning the few lines of protocol

@@ -241,6 +241,7 @@ fn check_all_parsers(input: &[u8]) {
         }
     }
     bounded(parse_get(input, KEY), input.len());
+    bounded(parse_get_raw(input, KEY), input.len());
     bounded(parse_store(input), input.len());
     bounded(parse_delete(input), input.len());
     bounded(parse_version(input), input.len());
@@ -293,4 +294,28 @@ fn garbage_never_panics() {
     }
     // The loop reached all three outcomes, so it explored more than one path.
     assert!(hits.iter().all(|&h| h > 1_000), "{hits:?}");
+}
+
+#[test]
+fn values_of_any_length_round_trip() {
+    let mut out = Vec::new();
+    push_value(&mut out, b"cas ", KEY, 0x7473, 3, b"a\r\nb", Some(9));
+    assert_eq!(out, b"cas traffik:gcra:k:alice 29811 3 4 9\r\na\r\nb\r\n");
+    out.clear();
+    push_value(&mut out, b"add ", KEY, 1, 0, b"", None);
+    assert_eq!(out, b"add traffik:gcra:k:alice 1 0 0\r\n\r\n");
+    // The value's bytes come back whatever they hold (a CRLF included), and a miss is None.
+    let reply = hit_reply(0x7473, b"a\r\nb", 7);
+    assert_eq!(
+        parse_get_raw(&reply, KEY).unwrap(),
+        Some((Some((0x7473, 7, b"a\r\nb".to_vec())), reply.len()))
+    );
+    assert_eq!(parse_get_raw(b"END\r\n", KEY).unwrap(), Some((None, 5)));
+    for cut in 0..reply.len() {
+        assert_eq!(
+            parse_get_raw(&reply[..cut], KEY).unwrap(),
+            None,
+            "cut {cut}"
+        );
+    }
 }

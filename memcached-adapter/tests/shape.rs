@@ -241,7 +241,11 @@ async fn a_stalled_holder_is_purged_after_its_lease() {
         () = tokio::time::sleep(Duration::from_millis(10)) => {}
     }
     assert_eq!(item(&m, &s, "stall").unwrap().0, 1);
-    let third = s.acquire("stall", 1).await.unwrap();
+    // Bounded: without the purge it would wait behind the stalled ticket for ever.
+    let third = tokio::time::timeout(Duration::from_secs(2), s.acquire("stall", 1))
+        .await
+        .expect("the stalled ticket was never purged")
+        .unwrap();
     let left = third.left_at_nanos();
     // Not before the stalled ticket's lease ran out (it was enqueued after `before`).
     let after_first = (left - first.left_at_nanos()) / MS;
