@@ -352,3 +352,29 @@ async fn memcached_dying_mid_wait_is_a_typed_error() {
         killed.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_items_and_cas_less_servers_are_typed_errors() {
+    let m = Memcached::start();
+    let c = clock();
+    let s = shaper(&m, &c, "10/s").build().unwrap();
+    // A limiter's state (flags "tr") or anything else under the queue's key is never a queue.
+    m.set(&s.memcached_key("foreign"), 0x7472, &7u64.to_le_bytes());
+    match s.acquire("foreign", 1).await {
+        Err(SE::Store(E::CorruptState { detail, .. })) => assert!(detail.contains("flags")),
+        other => panic!("{other:?}"),
+    }
+    m.set(&s.memcached_key("short"), 0x7473, b"\x01abc");
+    match s.acquire("short", 1).await {
+        Err(SE::Store(E::CorruptState { detail, .. })) => assert!(detail.contains("4-byte")),
+        other => panic!("{other:?}"),
+    }
+    // The first enqueue is an `add`; the second reads a CAS token of 0 and stops.
+    let no_cas = Memcached::start_with(&["-C"]);
+    let s = shaper(&no_cas, &c, "10/s").build().unwrap();
+    s.acquire("k", 1).await.unwrap();
+    match s.acquire("k", 1).await {
+        Err(SE::Store(E::Config(m))) => assert!(m.contains("-C"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

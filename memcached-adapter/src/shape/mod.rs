@@ -75,6 +75,15 @@
 //! `21 + 24 × max_queue` bytes; a configuration whose largest item would not fit in
 //! memcached's default 1 MB item size ([`MAX_QUEUE`]) is refused when built.
 //!
+//! Memcached is a cache: an item evicted under memory pressure takes its queue and TAT with
+//! it, so the schedule starts afresh and its waiters end with
+//! [`LeaseExpired`](MemcachedShapeError::LeaseExpired). Give memcached room, or run it with
+//! `-M`.
+//!
+//! **Costs.** Every poll reads the whole item, `21 + 24 × tickets` bytes, so a long queue costs
+//! `O(queue length)` bytes per poll per waiter; keep queues short with `max_queue`, and the poll
+//! interval no shorter than needed.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use traffik_memcached::MemcachedShaper;

@@ -318,6 +318,46 @@ mod tests {
     }
 
     #[test]
+    fn costs_and_bursts_follow_the_estimate() {
+        // Burst 3, T = 100: 3 units may leave at once, then the queue forms.
+        let p = Params {
+            burst: 3,
+            max_queue: 10,
+            max_wait: 10_000,
+            grace: 1_000,
+            ..P
+        };
+        let mut s = QueueState::default();
+        assert_eq!(s.enqueue(&p, 1_000, 2).0, Answer::Left(1_000));
+        assert_eq!(s.enqueue(&p, 1_000, 1).0, Answer::Left(1_000));
+        assert_eq!(s.tat, 1_300);
+        // b = 300: a cost of 2 waits b - (3 - 2) T = 200; a cost of 3 behind it waits
+        // b + 2 T - 0 = 500.
+        assert_eq!(
+            s.enqueue(&p, 1_000, 2).0,
+            Answer::Queued {
+                seq: 1_000,
+                wait: 200
+            }
+        );
+        assert_eq!(
+            s.enqueue(&p, 1_000, 3).0,
+            Answer::Queued {
+                seq: 1_001,
+                wait: 500
+            }
+        );
+        // Only the head leaves, and only when GCRA admits it.
+        assert_eq!(s.depart(&p, 1_200, 1_001).0, Answer::Waiting(300));
+        assert_eq!(s.depart(&p, 1_199, 1_000).0, Answer::Waiting(1));
+        assert_eq!(s.depart(&p, 1_200, 1_000).0, Answer::Left(1_200));
+        assert_eq!(s.tat, 1_500);
+        assert_eq!(s.depart(&p, 1_499, 1_001).0, Answer::Waiting(1));
+        assert_eq!(s.depart(&p, 1_500, 1_001).0, Answer::Left(1_500));
+        assert_eq!(s.tat, 1_800);
+    }
+
+    #[test]
     fn leases_renew_every_other_poll_and_expire() {
         let mut s = QueueState {
             tat: 500,
