@@ -378,3 +378,42 @@ async fn foreign_items_and_cas_less_servers_are_typed_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The largest queue `max_queue` allows fits in a default memcached item, and is read back;
+/// a little more than 1 MB does not fit at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_queue_fits_in_a_default_item() {
+    let m = Memcached::start();
+    let c = clock();
+    let s = shaper(&m, &c, "10/s").max_queue(MAX_QUEUE).build().unwrap();
+    let value = |tickets: usize| {
+        let mut v = vec![1u8];
+        v.extend_from_slice(&u64::MAX.to_le_bytes()); // TAT: nobody may leave
+        v.extend_from_slice(&(tickets as u64).to_le_bytes());
+        v.extend_from_slice(&(tickets as u32).to_le_bytes());
+        for seq in 1..=tickets as u64 {
+            v.extend_from_slice(&seq.to_le_bytes());
+            v.extend_from_slice(&1u64.to_le_bytes());
+            v.extend_from_slice(&(u64::MAX / 2).to_le_bytes()); // lease: never purged
+        }
+        v
+    };
+    let key = s.memcached_key("big");
+    m.set(&key, 0x7473, &value(MAX_QUEUE));
+    match s.acquire("big", 1).await {
+        Err(SE::Refused(ShapeError::QueueFull { max })) => assert_eq!(max, MAX_QUEUE),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(item(&m, &s, "big").unwrap().0 as usize, MAX_QUEUE);
+    // Past 1 MB of value, memcached refuses the item outright.
+    let big = value(MAX_QUEUE + 100);
+    let mut req = format!("set {} 29811 0 {}\r\n", key.escape_ascii(), big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\n");
+    let reply = m.raw(&req, |r| r.ends_with(b"\r\n"));
+    assert!(
+        reply.starts_with(b"SERVER_ERROR"),
+        "{}",
+        reply.escape_ascii()
+    );
+}
