@@ -66,8 +66,9 @@
 //! client can read), [`SystemClock`](crate::SystemClock) by default. Every process shaping a
 //! key must have synchronised clocks; the crate docs' section on time says what skew does to
 //! the limiter, and it does the same here: a process whose clock runs ahead by `s` may let a
-//! request leave up to `s` early, and its leases look expired to nobody but itself (a process
-//! behind sees leases as fresher, one ahead may purge a waiter up to `s` early).
+//! request leave up to `s` early (so GCRA's bound holds on the shapers' common clock only up to
+//! the skew) and may purge another process's waiter up to `s` early; a process whose clock is
+//! behind only lets requests leave later and purges later.
 //!
 //! **Expiry and size.** The item's expiry is the time until its TAT is past and its last
 //! lease has run out (plus memcached's one-second tick), so an abandoned queue vanishes.
