@@ -8,6 +8,9 @@ mod level;
 #[path = "../../fuzz/harness/dynamic.rs"]
 mod dynamic;
 
+#[path = "../../fuzz/harness/replay.rs"]
+mod replay;
+
 use level::{Aimd, Level};
 use proptest::prelude::*;
 use traffik_core::{Adaptive, Algorithm, Decision, PriorityBudget, Rate};
@@ -266,14 +269,5 @@ proptest! {
 /// The fuzz corpus of `dynamic_ops`, replayed through the same harness on stable.
 #[test]
 fn dynamic_ops_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/dynamic_ops");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "empty corpus {}", dir.display());
-    for file in files {
-        dynamic::dynamic_ops(&std::fs::read(&file).unwrap());
-    }
+    replay::replay("dynamic_ops", dynamic::dynamic_ops);
 }

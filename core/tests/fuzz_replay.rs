@@ -14,48 +14,10 @@ mod algorithms;
 #[path = "../../fuzz/harness/rate.rs"]
 mod rate;
 
-use std::fs;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+#[path = "../../fuzz/harness/replay.rs"]
+mod replay;
 
-/// The files of one corpus, sorted by name; panics if there are none.
-fn corpus(name: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(name);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read corpus {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "corpus {} is empty: the replay would pass without testing anything",
-        dir.display()
-    );
-    files
-}
-
-/// Runs every file of corpus `name` through `target`, reporting all failing files at once.
-fn replay(name: &str, target: fn(&[u8])) {
-    let files = corpus(name);
-    let failed: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = fs::read(path).unwrap();
-            catch_unwind(AssertUnwindSafe(|| target(&data))).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} {name} inputs failed: {failed:#?}",
-        failed.len(),
-        files.len()
-    );
-    println!("replayed {} {name} inputs", files.len());
-}
+use replay::replay;
 
 #[test]
 fn rate_parse_corpus() {

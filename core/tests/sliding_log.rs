@@ -6,6 +6,9 @@
 #[path = "../../fuzz/harness/sliding_log.rs"]
 mod model;
 
+#[path = "../../fuzz/harness/replay.rs"]
+mod replay;
+
 use core::time::Duration;
 use model::LogModel;
 use proptest::prelude::*;
@@ -183,18 +186,9 @@ proptest! {
 /// seeds (and anything a fuzzer keeps) stay regression tests.
 #[test]
 fn sliding_log_ops_corpus() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sliding_log_ops");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "corpus {} too small", dir.display());
-    for file in files {
-        let data = std::fs::read(&file).unwrap();
-        let run = std::panic::catch_unwind(|| model::sliding_log_ops(&data));
-        assert!(run.is_ok(), "{} fails", file.display());
-    }
+    let inputs = replay::replay("sliding_log_ops", model::sliding_log_ops);
+    assert!(
+        inputs >= 8,
+        "corpus sliding_log_ops too small ({inputs} inputs)"
+    );
 }

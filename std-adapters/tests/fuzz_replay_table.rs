@@ -9,26 +9,10 @@ mod reference;
 #[path = "../../fuzz/harness/table.rs"]
 mod table;
 
-use std::fs;
-use std::path::Path;
+#[path = "../../fuzz/harness/replay.rs"]
+mod replay;
 
 #[test]
 fn table_ops_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/table_ops");
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
-    for path in &files {
-        let data = fs::read(path).unwrap();
-        let outcome = std::panic::catch_unwind(|| table::table_ops(&data));
-        assert!(outcome.is_ok(), "{} failed", path.display());
-    }
-    println!(
-        "fuzz corpus replay ran: table_ops ({} inputs) ok",
-        files.len()
-    );
+    replay::replay("table_ops", table::table_ops);
 }
