@@ -2,34 +2,63 @@
 //!
 //! Keys that fit in 64 bits (integers, `char`, IPv4 addresses and IPv4 socket addresses) are
 //! stored **exactly**: two distinct keys never share state. Other keys (strings, byte strings,
-//! IPv6 addresses, anything wrapped in [`Hashed`]) are reduced to a 64-bit fingerprint by an
-//! `ahash` hasher keyed with the limiter's secret seed. Two distinct fingerprinted keys share
+//! IPv6 addresses, anything wrapped in [`Hashed`]) are reduced to a 64-bit fingerprint by a
+//! `foldhash` hasher keyed with the limiter's secret seeds. Two distinct fingerprinted keys share
 //! state only if their fingerprints collide: among `n` such keys that happens with probability
 //! at most `n² / 2^65` (about 1 in 37 million for a million keys), and an outsider cannot aim
 //! for a collision without the seed.
 
-use core::hash::Hash;
+use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// The seeded hasher that fingerprints keys too large to store exactly.
 #[derive(Clone, Debug)]
 pub struct KeyHasher {
-    state: ahash::RandomState,
+    per_hasher: u64,
+    shared: foldhash::SharedSeed,
 }
 
 impl KeyHasher {
     /// A hasher keyed by four secret 64-bit seeds. In `std` programs the `traffik` crate draws
     /// them from the OS; `no_std` callers supply their own entropy.
     pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        // foldhash keys with 128 bits (a per-hasher word and a word it expands into its
+        // shared seeds); every seed word counts towards them.
+        let shared = seeds[1] ^ seeds[2].rotate_left(21) ^ seeds[3].rotate_left(42);
         KeyHasher {
-            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+            per_hasher: seeds[0],
+            shared: foldhash::SharedSeed::from_u64(shared),
         }
     }
 
     /// The fingerprint of any hashable value.
     #[inline]
     pub fn fingerprint<T: Hash + ?Sized>(&self, value: &T) -> u64 {
-        self.state.hash_one(value)
+        let mut h = self.hasher();
+        value.hash(&mut h);
+        h.finish()
+    }
+
+    /// The fingerprint of a byte string as one `write` (no length prefix or terminator: a
+    /// table holds one key type, and the hasher folds the length in itself).
+    #[inline]
+    fn bytes(&self, bytes: &[u8]) -> u64 {
+        let mut h = self.hasher();
+        h.write(bytes);
+        h.finish()
+    }
+
+    /// The fingerprint of a 128-bit value: one folded multiply.
+    #[inline]
+    fn wide(&self, x: u128) -> u64 {
+        let mut h = self.hasher();
+        h.write_u128(x);
+        h.finish()
+    }
+
+    #[inline]
+    fn hasher(&self) -> foldhash::fast::FoldHasher<'_> {
+        foldhash::fast::FoldHasher::with_seed(self.per_hasher, &self.shared)
     }
 }
 
@@ -108,10 +137,35 @@ macro_rules! fingerprinted {
         }
     )*};
 }
-fingerprinted!(u128, i128, str, [u8], Ipv6Addr, SocketAddrV6);
+fingerprinted!(SocketAddrV6);
+
+macro_rules! fingerprinted_bytes {
+    ($($t:ty),*) => {$(
+        impl Key for $t {
+            #[inline]
+            fn encode(&self, hasher: &KeyHasher) -> u64 {
+                hasher.bytes(self.as_ref())
+            }
+        }
+    )*};
+}
+fingerprinted_bytes!(str, [u8]);
 
 #[cfg(feature = "alloc")]
-fingerprinted!(alloc::string::String, alloc::vec::Vec<u8>);
+fingerprinted_bytes!(alloc::string::String, alloc::vec::Vec<u8>);
+
+macro_rules! fingerprinted_wide {
+    ($($t:ty => $bits:expr),*) => {$(
+        impl Key for $t {
+            #[inline]
+            fn encode(&self, hasher: &KeyHasher) -> u64 {
+                let bits: fn(&$t) -> u128 = $bits;
+                hasher.wide(bits(self))
+            }
+        }
+    )*};
+}
+fingerprinted_wide!(u128 => |x| *x, i128 => |x| *x as u128, Ipv6Addr => |a| a.to_bits());
 
 impl Key for Ipv4Addr {
     #[inline]
