@@ -39,17 +39,58 @@ pub struct Transition {
     pub next: Option<u64>,
 }
 
+/// Building transitions, for an [`Algorithm`] of your own.
+///
+/// ```
+/// use traffik_core::{Algorithm, CheckError, Decision, Limiter, ManualClock, Transition};
+///
+/// /// At most `limit` units ever (a lifetime quota); the state is the amount used.
+/// struct Lifetime {
+///     limit: u64,
+/// }
+///
+/// impl Algorithm for Lifetime {
+///     fn capacity(&self) -> u64 {
+///         self.limit
+///     }
+///     fn decide(&self, used: u64, _now: u64, cost: u64) -> Result<Transition, CheckError> {
+///         if cost > self.limit {
+///             return Err(CheckError::InsufficientCapacity { max: self.limit });
+///         }
+///         let left = self.limit - used;
+///         Ok(if cost <= left {
+///             let decision = Decision::allow(self.limit, left - cost, u64::MAX);
+///             Transition::store(decision, used + cost, cost)
+///         } else {
+///             Transition::keep(Decision::deny(self.limit, left, u64::MAX, u64::MAX))
+///         })
+///     }
+///     fn reset_after(&self, used: u64, _now: u64) -> u64 {
+///         if used == 0 { 0 } else { u64::MAX }
+///     }
+/// }
+///
+/// let clock = ManualClock::new();
+/// let limiter = Limiter::new(Lifetime { limit: 3 }, &clock);
+/// assert!(limiter.check(2)?.is_allowed());
+/// assert!(limiter.check(2)?.is_denied());
+/// assert_eq!(limiter.check(1)?.remaining(), 0);
+/// # Ok::<(), CheckError>(())
+/// ```
 impl Transition {
+    /// A decision that writes nothing (a denial, or any peek).
     #[inline]
-    pub(crate) const fn keep(decision: Decision) -> Self {
+    pub const fn keep(decision: Decision) -> Self {
         Transition {
             decision,
             next: None,
         }
     }
 
+    /// A decision that stores `next` as the key's state. With a zero `cost` (a peek) nothing
+    /// is written whatever `next` is, so peeks never contend with checks.
     #[inline]
-    pub(crate) const fn store(decision: Decision, next: u64, cost: u64) -> Self {
+    pub const fn store(decision: Decision, next: u64, cost: u64) -> Self {
         Transition {
             decision,
             // A zero cost is a peek: nothing to write, so peeks never contend.
