@@ -129,7 +129,7 @@ pub trait Algorithm {
     /// variant, so that a caller's whole check (table probe, CAS loop and all) is compiled once
     /// per concrete algorithm instead of matching on the variant inside its loop. The keyed
     /// table and [`Limiter`](crate::Limiter) call their checks through this.
-    #[inline]
+    #[inline(always)]
     fn dispatch<W: AlgorithmWork>(&self, work: W) -> W::Output
     where
         Self: Sized,

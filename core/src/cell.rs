@@ -56,7 +56,10 @@ impl StateCell {
     }
 
     /// The CAS loop, from a state already loaded.
-    #[inline]
+    // Always inlined, down from `Limiter::check`: the whole check then sits in the caller,
+    // where arithmetic that only unread `Decision` fields need is dropped (a token bucket
+    // read only by `is_allowed()` skips its refill division; see BENCHMARKS.md).
+    #[inline(always)]
     fn run<A: Algorithm + ?Sized>(
         &self,
         algorithm: &A,
@@ -84,7 +87,7 @@ impl StateCell {
     /// Like [`apply`](Self::apply), reading `now` from `clock` after loading the state, so the
     /// clock's latency overlaps the load instead of preceding it. One clock read per call.
     #[must_use = "a denied check charges nothing: act on the decision"]
-    #[inline]
+    #[inline(always)]
     pub fn apply_now<A: Algorithm + ?Sized, C: Clock + ?Sized>(
         &self,
         algorithm: &A,

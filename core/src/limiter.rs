@@ -117,7 +117,7 @@ struct Check<'a, C> {
 
 impl<C: Clock> AlgorithmWork for Check<'_, C> {
     type Output = Result<Decision, CheckError>;
-    #[inline]
+    #[inline(always)]
     fn run<A: Algorithm>(self, algorithm: &A) -> Self::Output {
         self.cell.apply_now(algorithm, self.clock, self.cost)
     }

@@ -134,7 +134,9 @@ impl Algorithm for TokenBucket {
         self.capacity
     }
 
-    #[inline]
+    // Always inlined (as the cell's CAS loop is): left to the heuristics it was not, and the
+    // call hid from the caller that `remaining` may go unread.
+    #[inline(always)]
     fn decide(&self, taken: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         if cost > self.capacity {
             return Err(CheckError::InsufficientCapacity { max: self.capacity });
