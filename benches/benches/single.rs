@@ -14,6 +14,9 @@ use traffik::{
     SlidingLogLimiter, SlidingWindowCounter, TokenBucket,
 };
 
+#[path = "support/window_floor.rs"]
+mod window_floor;
+
 /// A million per second, the clock stepping 1 us per check: every check is admitted.
 const PER_SECOND: u32 = 1_000_000;
 
@@ -128,6 +131,7 @@ fn interleaved_one<A: Algorithm>(name: &str, alg: A) {
     if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
         return;
     }
+    let remaining = std::env::args().any(|a| a == "--remaining");
     const ROUNDS: usize = 41;
     const PER_ROUND: u64 = 200_000;
     let gclock = FakeRelativeClock::default();
@@ -141,7 +145,12 @@ fn interleaved_one<A: Algorithm>(name: &str, alg: A) {
             clock.advance_nanos(1_000);
             // Reduced to a bool, as governor's result is by `is_ok()`: black-boxing the whole
             // `Decision` would bill a 40-byte copy through memory to traffik alone.
-            black_box(limiter.check(black_box(1)).unwrap().is_allowed());
+            let decision = limiter.check(black_box(1)).unwrap();
+            if remaining {
+                // `--remaining`: read what a rate-limit header needs too.
+                black_box(decision.remaining());
+            }
+            black_box(decision.is_allowed());
         }
         start.elapsed().as_nanos() as f64 / PER_ROUND as f64
     };
@@ -187,6 +196,11 @@ fn interleaved() {
     interleaved_one(
         "sliding window counter",
         SlidingWindowCounter::new(rate).unwrap(),
+    );
+    // The least a sliding window counter check can do (`support/window_floor.rs`).
+    interleaved_one(
+        "sliding window counter, floor (window and weight only)",
+        window_floor::WindowFloor::new(rate),
     );
     interleaved_one("fixed window", FixedWindow::new(rate).unwrap());
     // The newer strategies (also in `benches/strategies.rs`, beside traffik's GCRA too).
