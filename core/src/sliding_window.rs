@@ -187,15 +187,29 @@ impl Algorithm for SlidingWindowCounter {
         self.limit
     }
 
-    #[inline]
+    #[inline(always)]
     fn decide(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         if cost > self.limit {
             return Err(CheckError::InsufficientCapacity { max: self.limit });
         }
         let v = self.view(state, now);
+        // Admission by multiplying: with `room = limit - current - cost`, `cost <= available`
+        // below is `ceil(previous * overlap / period) <= room`, that is `previous * overlap <=
+        // room * period`. The rounded-up weight (a division) then only feeds the decision's
+        // `remaining`: off the path to the write, and dropped by a caller that never reads it.
+        let period = self.windows.period;
+        let admitted = cost == 0
+            || self
+                .limit
+                .checked_sub(v.current + cost)
+                .is_some_and(|room| {
+                    u128::from(v.previous) * u128::from(period - v.offset)
+                        <= u128::from(room) * u128::from(period)
+                });
         let used = v.current + self.weighted(v.previous, v.offset);
         let available = self.limit.saturating_sub(used);
-        if cost <= available {
+        debug_assert_eq!(admitted, cost <= available);
+        if admitted {
             let current = v.current + cost;
             let decision =
                 Decision::allow(self.limit, available - cost, self.until_fresh(&v, current));

@@ -135,7 +135,7 @@ impl Algorithm for TokenBucket {
     }
 
     // Always inlined (as the cell's CAS loop is): left to the heuristics it was not, and the
-    // call hid from the caller that `remaining` may go unread.
+    // call and the `Transition` returned through memory cost more than its arithmetic.
     #[inline(always)]
     fn decide(&self, taken: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         if cost > self.capacity {

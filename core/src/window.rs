@@ -16,7 +16,7 @@
 //! misread as being ahead of the clock and denied until the clock catches up, never over-admitted.
 
 use crate::algorithm::{ConfigError, STATE_BITS};
-use crate::divisor::Divisor;
+use crate::divisor::WindowDivisor;
 
 /// Readings up to this far behind the stored window (2^50 ns, about 13 days) are always
 /// recognised as behind it.
@@ -44,7 +44,7 @@ pub(crate) enum Position {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Windows {
     pub(crate) period: u64,
-    length: Divisor,
+    length: WindowDivisor,
     /// Mask for the truncated window index.
     index_mask: u64,
     /// Index distances at or above this are readings behind the stored window.
@@ -79,7 +79,7 @@ impl Windows {
         let index_bits = STATE_BITS - counters * count_bits;
         Ok(Windows {
             period,
-            length: Divisor::new(period),
+            length: WindowDivisor::new(period),
             index_mask: (1u64 << index_bits) - 1,
             behind_from: 1u64 << (index_bits - 1),
         })
