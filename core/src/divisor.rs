@@ -22,7 +22,7 @@
 //! take a slower path behind a branch that the hot path always predicts: the numerator is
 //! halved into the fast range and the quotient doubled and corrected (see `wide`).
 
-use core::num::NonZeroU64;
+use core::num::{NonZeroU128, NonZeroU64};
 use strength_reduce::StrengthReducedU64;
 
 /// A non-zero divisor with `strength_reduce`'s reciprocal (two multiplies, any numerator).
@@ -149,6 +149,17 @@ impl WindowDivisor {
     pub(crate) fn div_ceil(&self, x: u64) -> u64 {
         let (q, r) = self.div_rem(x);
         q + u64::from(r != 0)
+    }
+}
+
+impl WindowDivisor {
+    /// `ceil(x / d)` for a wide `x`, by the hardware (rare: products that overflow 64 bits).
+    /// The divisor is known non-zero, so this cannot fail, and a caller that ignores the result
+    /// lets the compiler drop it.
+    #[inline]
+    pub(crate) fn div_ceil_wide(&self, x: u128) -> u128 {
+        let d = NonZeroU128::from(self.d);
+        x / d + u128::from(x % d != 0)
     }
 }
 

@@ -274,8 +274,9 @@ impl<A: Algorithm + Copy> Algorithm for Live<A> {
     fn reset_after(&self, state: u64, now: u64) -> u64 {
         self.load().reset_after(state, now)
     }
-    /// One copy of the current algorithm for the whole check, then its own dispatch.
-    #[inline]
+    /// One copy of the current algorithm for the whole check, then its own dispatch (always
+    /// inlined, as the default is: the check then sits whole in the caller).
+    #[inline(always)]
     fn dispatch<W: AlgorithmWork>(&self, work: W) -> W::Output {
         self.load().dispatch(work)
     }

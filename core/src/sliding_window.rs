@@ -138,7 +138,9 @@ impl SlidingWindowCounter {
         let overlap = period - offset;
         match previous.checked_mul(overlap) {
             Some(x) => self.windows.div_ceil(x),
-            None => (previous as u128 * overlap as u128).div_ceil(period as u128) as u64,
+            None => self
+                .windows
+                .div_ceil_wide(previous as u128 * overlap as u128) as u64,
         }
     }
 
@@ -167,6 +169,38 @@ impl SlidingWindowCounter {
         to_next + at
     }
 
+    /// The common case in straight line: a stored state, `now` in its window, `cost` (not a
+    /// peek) admitted. Decides as the general path does (the admission test is the same
+    /// comparison) and leaves everything else to it.
+    #[inline(always)]
+    fn same_window(&self, state: u64, now: u64, cost: u64) -> Option<Transition> {
+        let (index, offset) = self.windows.locate(now);
+        let b = self.count_bits;
+        if state == 0
+            || cost == 0
+            || self.windows.position(state >> (2 * b), index) != Position::Same
+        {
+            return None;
+        }
+        let mask = (1u64 << b) - 1;
+        let (previous, current) = ((state >> b) & mask, state & mask);
+        let room = self.limit.checked_sub(current + cost)?;
+        let period = self.windows.period;
+        if u128::from(previous) * u128::from(period - offset)
+            > u128::from(room) * u128::from(period)
+        {
+            return None;
+        }
+        let remaining = room - self.weighted(previous, offset);
+        // A stored window with a count: fresh once this window and the next have passed.
+        let reset = (period - offset) + period;
+        Some(Transition::store(
+            Decision::allow(self.limit, remaining, reset),
+            state + cost,
+            cost,
+        ))
+    }
+
     #[inline]
     fn until_fresh(&self, v: &View, current: u64) -> u64 {
         let to_next = self.windows.period - v.offset;
@@ -192,6 +226,24 @@ impl Algorithm for SlidingWindowCounter {
         if cost > self.limit {
             return Err(CheckError::InsufficientCapacity { max: self.limit });
         }
+        if let Some(t) = self.same_window(state, now, cost) {
+            debug_assert_eq!(Ok(t), self.decide_general(state, now, cost));
+            return Ok(t);
+        }
+        self.decide_general(state, now, cost)
+    }
+
+    #[inline]
+    fn reset_after(&self, state: u64, now: u64) -> u64 {
+        let v = self.view(state, now);
+        self.until_fresh(&v, v.current)
+    }
+}
+
+impl SlidingWindowCounter {
+    /// Every case of a check (`cost` already known to fit the limit).
+    #[inline]
+    fn decide_general(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         let v = self.view(state, now);
         // Admission by multiplying: with `room = limit - current - cost`, `cost <= available`
         // below is `ceil(previous * overlap / period) <= room`, that is `previous * overlap <=
@@ -225,11 +277,5 @@ impl Algorithm for SlidingWindowCounter {
             );
             Ok(Transition::keep(decision))
         }
-    }
-
-    #[inline]
-    fn reset_after(&self, state: u64, now: u64) -> u64 {
-        let v = self.view(state, now);
-        self.until_fresh(&v, v.current)
     }
 }

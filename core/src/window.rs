@@ -98,6 +98,12 @@ impl Windows {
         self.length.div_ceil(x)
     }
 
+    /// `ceil(x / period)` for a wide `x`.
+    #[inline]
+    pub(crate) fn div_ceil_wide(&self, x: u128) -> u128 {
+        self.length.div_ceil_wide(x)
+    }
+
     #[inline]
     pub(crate) fn position(&self, stored: u64, current: u64) -> Position {
         let ahead = current.wrapping_sub(stored) & self.index_mask;
