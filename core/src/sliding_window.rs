@@ -241,8 +241,10 @@ impl Algorithm for SlidingWindowCounter {
 }
 
 impl SlidingWindowCounter {
-    /// Every case of a check (`cost` already known to fit the limit).
-    #[inline]
+    /// Every case of a check (`cost` already known to fit the limit). Always inlined, as
+    /// `decide` is: as a call, its result comes back through memory, and the fast path's
+    /// decision, written to the same place, could no longer be dropped unread.
+    #[inline(always)]
     fn decide_general(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         let v = self.view(state, now);
         // Admission by multiplying: with `room = limit - current - cost`, `cost <= available`
