@@ -140,12 +140,12 @@ fn interleaved_one<A: Algorithm>(name: &str, alg: A) {
     let clock = ManualClock::new();
     let limiter = Limiter::new(alg, &clock);
     let ours = || {
-        // Two loops in two functions, so that the plain one has no use of `remaining` at all
-        // (a run-time flag inside one loop makes the compiler compute it every time).
+        // Two instances, so that the plain one has no use of `remaining` at all (a run-time
+        // flag inside one loop makes the compiler compute it every time).
         if remaining {
-            time_reading_remaining(&limiter, &clock, PER_ROUND)
+            time_checks::<_, true>(&limiter, &clock, PER_ROUND)
         } else {
-            time_allowed(&limiter, &clock, PER_ROUND)
+            time_checks::<_, false>(&limiter, &clock, PER_ROUND)
         }
     };
     let theirs = || {
@@ -179,25 +179,12 @@ fn interleaved_one<A: Algorithm>(name: &str, alg: A) {
     );
 }
 
-/// Nanoseconds per check, each result reduced to a bool, as governor's is by `is_ok()`:
-/// black-boxing the whole `Decision` would bill a 40-byte copy through memory to traffik alone.
+/// Nanoseconds per check. Each result is reduced to a bool, as governor's is by `is_ok()`
+/// (black-boxing the whole `Decision` would bill a 40-byte copy through memory to traffik
+/// alone); with `REMAINING` (`--remaining`) also to what a rate-limit header needs. A const
+/// parameter, so the plain loop has no use of `remaining` at all.
 #[inline(never)]
-fn time_allowed<A: Algorithm>(
-    limiter: &Limiter<A, &ManualClock>,
-    clock: &ManualClock,
-    n: u64,
-) -> f64 {
-    let start = Instant::now();
-    for _ in 0..n {
-        clock.advance_nanos(1_000);
-        black_box(limiter.check(black_box(1)).unwrap().is_allowed());
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
-}
-
-/// As [`time_allowed`], also reading what a rate-limit header needs (`--remaining`).
-#[inline(never)]
-fn time_reading_remaining<A: Algorithm>(
+fn time_checks<A: Algorithm, const REMAINING: bool>(
     limiter: &Limiter<A, &ManualClock>,
     clock: &ManualClock,
     n: u64,
@@ -206,7 +193,11 @@ fn time_reading_remaining<A: Algorithm>(
     for _ in 0..n {
         clock.advance_nanos(1_000);
         let decision = limiter.check(black_box(1)).unwrap();
-        black_box((decision.is_allowed(), decision.remaining()));
+        if REMAINING {
+            black_box((decision.is_allowed(), decision.remaining()));
+        } else {
+            black_box(decision.is_allowed());
+        }
     }
     start.elapsed().as_nanos() as f64 / n as f64
 }
