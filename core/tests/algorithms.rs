@@ -1,7 +1,7 @@
 //! Exact vectors for every algorithm, and property tests against the reference models.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../fuzz/harness/reference.rs"]
+#[path = "../../fuzz/harness/reference/mod.rs"]
 mod reference;
 
 use core::time::Duration;

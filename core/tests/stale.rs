@@ -3,7 +3,7 @@
 //! for every algorithm, through the single-key limiter and the keyed table alike.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../../fuzz/harness/reference.rs"]
+#[path = "../../fuzz/harness/reference/mod.rs"]
 mod reference;
 
 use core::time::Duration;

@@ -2,7 +2,7 @@
 #![no_main]
 
 // `table.rs` reaches the models as `super::reference`, so both sit in the crate root.
-#[path = "../harness/reference.rs"]
+#[path = "../harness/reference/mod.rs"]
 mod reference;
 
 #[path = "../harness/table.rs"]

@@ -1,8 +1,8 @@
 // Decodes fuzz bytes into an algorithm and a sequence of operations, and runs them through the
-// packed algorithm and the reference model side by side (see reference.rs).
+// packed algorithm and the reference model side by side (see reference/).
 //
 // Included with `#[path]` by the cargo-fuzz target and by the stable corpus replay test; it
-// expects `reference.rs` to be included beside it as `reference`.
+// expects `reference/mod.rs` to be included beside it as `reference`.
 
 use super::reference::{check_period_bound, differential, lagged, LagOp, Op, Spec};
 use traffik_core::Rate;

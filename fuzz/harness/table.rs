@@ -1,12 +1,12 @@
 // Decodes fuzz bytes into a keyed table and a sequence of operations over many keys.
 //
 // With room for every key, the table must decide exactly as one reference model per key (a
-// HashMap of the models in reference.rs). With a tiny table, overflow and reclaim are in play:
-// then it must never panic, never exceed its slots, refuse only as its policy says, and record
-// every admitted charge on the right key.
+// HashMap of the models in reference/model.rs). With a tiny table, overflow and reclaim are in
+// play: then it must never panic, never exceed its slots, refuse only as its policy says, and
+// record every admitted charge on the right key.
 //
 // Included with `#[path]` by the cargo-fuzz target and by the stable corpus replay test; it
-// expects `reference.rs` to be included beside it as `reference`.
+// expects `reference/mod.rs` to be included beside it as `reference`.
 
 use super::reference::{Model, Spec};
 use std::collections::HashMap;

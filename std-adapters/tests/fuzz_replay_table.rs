@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 // `table.rs` reaches the models as `super::reference`, so both sit in the crate root.
-#[path = "../../fuzz/harness/reference.rs"]
+#[path = "../../fuzz/harness/reference/mod.rs"]
 mod reference;
 
 #[path = "../../fuzz/harness/table.rs"]

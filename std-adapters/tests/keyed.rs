@@ -2,7 +2,7 @@
 //! reclaim, and real-thread stress. (The key flood is in `flood.rs`, under a counting allocator.)
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../fuzz/harness/reference.rs"]
+#[path = "../../fuzz/harness/reference/mod.rs"]
 mod reference;
 
 use proptest::prelude::*;
