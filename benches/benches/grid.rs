@@ -84,15 +84,13 @@ fn round(threads: usize, seq: &[u32], f: &(impl Fn(usize) + Sync)) -> f64 {
     start.elapsed().as_nanos() as f64
 }
 
-/// One cell: median of per-round traffik/governor ratios, and both medians in ns per check.
-fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
+/// governor's keyed limiter and traffik's builder table at `per_second`, both holding every
+/// key already (so a round checks existing keys only).
+fn filled<K: Key + Hash + Eq + Clone>(
     keys: &[K],
+    per_second: u32,
     capacity: usize,
-    denied: bool,
-    threads: usize,
-    seq: &[u32],
-) -> (f64, f64, f64) {
-    let per_second: u32 = if denied { 100 } else { 1_000_000_000 };
+) -> (governor::DefaultKeyedRateLimiter<K>, RateLimiter<K>) {
     let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(per_second).unwrap()));
     let ours: RateLimiter<K> = traffik::builder()
         .rate(Rate::per_second(u64::from(per_second)))
@@ -103,6 +101,19 @@ fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
         let _ = gov.check_key(k);
         let _ = ours.check(k, 1).unwrap();
     }
+    (gov, ours)
+}
+
+/// One cell: median of per-round traffik/governor ratios, and both medians in ns per check.
+fn cell<K: Key + Hash + Eq + Clone + Sync + Send>(
+    keys: &[K],
+    capacity: usize,
+    denied: bool,
+    threads: usize,
+    seq: &[u32],
+) -> (f64, f64, f64) {
+    let per_second: u32 = if denied { 100 } else { 1_000_000_000 };
+    let (gov, ours) = filled(keys, per_second, capacity);
     let mut t_ns = Vec::with_capacity(ROUNDS);
     let mut g_ns = Vec::with_capacity(ROUNDS);
     let checks = (threads * PER_ROUND) as f64;
@@ -155,17 +166,7 @@ fn batch_row<K: Key + Hash + Eq + Clone + Sync + Send>(name: &str, keys: &[K], s
     let mut vs_gov = format!("| {name}, `check_many` x16 / governor | all admitted | 1 |");
     let mut vs_loop = format!("| {name}, `check_many` x16 / traffik loop | all admitted | 1 |");
     for (_, capacity) in SIZES {
-        let per_second = 1_000_000_000u32;
-        let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(per_second).unwrap()));
-        let ours: RateLimiter<K> = traffik::builder()
-            .rate(Rate::per_second(u64::from(per_second)))
-            .capacity(capacity)
-            .build()
-            .unwrap();
-        for k in keys {
-            let _ = gov.check_key(k);
-            let _ = ours.check(k, 1).unwrap();
-        }
+        let (gov, ours) = filled(keys, 1_000_000_000, capacity);
         // The batches, as key values, laid out once.
         let batches: Vec<Vec<K>> = (0..PER_ROUND / PER_BATCH)
             .map(|b| {
@@ -305,16 +306,7 @@ fn floor_row(keys: &[u64], seq: &[u32]) {
                     median(r)
                 );
             }
-            let gov = Governor::dashmap(Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap()));
-            let ours: RateLimiter<u64> = traffik::builder()
-                .rate(Rate::per_second(1_000_000_000))
-                .capacity(capacity)
-                .build()
-                .unwrap();
-            for k in keys {
-                let _ = gov.check_key(k);
-                let _ = ours.check(k, 1).unwrap();
-            }
+            let (gov, ours) = filled(keys, 1_000_000_000, capacity);
             let (mut g, mut t, mut f_ns, mut t_ns) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
