@@ -127,17 +127,12 @@ impl Key for char {
     }
 }
 
-macro_rules! fingerprinted {
-    ($($t:ty),*) => {$(
-        impl Key for $t {
-            #[inline]
-            fn encode(&self, hasher: &KeyHasher) -> u64 {
-                hasher.fingerprint(self)
-            }
-        }
-    )*};
+impl Key for SocketAddrV6 {
+    #[inline]
+    fn encode(&self, hasher: &KeyHasher) -> u64 {
+        hasher.fingerprint(self)
+    }
 }
-fingerprinted!(SocketAddrV6);
 
 macro_rules! fingerprinted_bytes {
     ($($t:ty),*) => {$(

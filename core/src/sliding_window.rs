@@ -170,8 +170,11 @@ impl SlidingWindowCounter {
     }
 
     /// The common case in straight line: a stored state, `now` in its window, `cost` (not a
-    /// peek) admitted. Decides as the general path does (the admission test is the same
-    /// comparison) and leaves everything else to it.
+    /// peek) admitted; everything else is left to the general path. It admits by multiplying:
+    /// with `room = limit - current - cost`, the general `cost <= available` is
+    /// `ceil(previous * overlap / period) <= room`, that is `previous * overlap <= room *
+    /// period`. The rounded-up weight (a division) then only feeds `remaining`: off the path to
+    /// the write, and dropped by a caller that never reads it.
     #[inline(always)]
     fn same_window(&self, state: u64, now: u64, cost: u64) -> Option<Transition> {
         let (index, offset) = self.windows.locate(now);
@@ -247,23 +250,9 @@ impl SlidingWindowCounter {
     #[inline(always)]
     fn decide_general(&self, state: u64, now: u64, cost: u64) -> Result<Transition, CheckError> {
         let v = self.view(state, now);
-        // Admission by multiplying: with `room = limit - current - cost`, `cost <= available`
-        // below is `ceil(previous * overlap / period) <= room`, that is `previous * overlap <=
-        // room * period`. The rounded-up weight (a division) then only feeds the decision's
-        // `remaining`: off the path to the write, and dropped by a caller that never reads it.
-        let period = self.windows.period;
-        let admitted = cost == 0
-            || self
-                .limit
-                .checked_sub(v.current + cost)
-                .is_some_and(|room| {
-                    u128::from(v.previous) * u128::from(period - v.offset)
-                        <= u128::from(room) * u128::from(period)
-                });
         let used = v.current + self.weighted(v.previous, v.offset);
         let available = self.limit.saturating_sub(used);
-        debug_assert_eq!(admitted, cost <= available);
-        if admitted {
+        if cost <= available {
             let current = v.current + cost;
             let decision =
                 Decision::allow(self.limit, available - cost, self.until_fresh(&v, current));
