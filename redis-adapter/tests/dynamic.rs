@@ -103,6 +103,23 @@ async fn setup(server: &RedisServer) -> (RedisLimiter, redis::aio::MultiplexedCo
     (limiter, conn)
 }
 
+/// A limiter whose clock the test sets (Unix-epoch nanoseconds, starting at 1.7e9 s).
+async fn on_manual_clock(server: &RedisServer, prefix: &str) -> (Arc<AtomicU64>, RedisLimiter) {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000 * SEC));
+    let source = {
+        let clock = Arc::clone(&clock);
+        TimeSource::Custom(Arc::new(move || clock.load(Ordering::SeqCst)))
+    };
+    let limiter = RedisLimiter::builder(server.url())
+        .rate(Rate::per_second(1))
+        .prefix(prefix)
+        .time_source(source)
+        .build()
+        .await
+        .unwrap();
+    (clock, limiter)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_rate_changes_decide_as_the_core() {
     let server = RedisServer::start();
@@ -168,18 +185,7 @@ async fn tiers_with_two_keys_decide_as_the_core() {
         .unwrap()
         .live(),
     );
-    let clock = Arc::new(AtomicU64::new(1_700_000_000 * SEC));
-    let source = {
-        let clock = Arc::clone(&clock);
-        TimeSource::Custom(Arc::new(move || clock.load(Ordering::SeqCst)))
-    };
-    let redis = RedisLimiter::builder(server.url())
-        .rate(Rate::per_second(1))
-        .prefix("dyn")
-        .time_source(source)
-        .build()
-        .await
-        .unwrap();
+    let (clock, redis) = on_manual_clock(&server, "dyn").await;
     let picker = Arc::clone(&tiers);
     let tiered = RedisTiered::new(redis, move |key: &[u8]| {
         picker.select(key).load().gcra_params()
@@ -402,18 +408,7 @@ fn blocking_wrapper_checks_with_params() {
 #[tokio::test]
 async fn check_gcra_many_decides_in_order_as_the_core() {
     let server = RedisServer::start();
-    let clock = Arc::new(AtomicU64::new(1_700_000_000 * SEC));
-    let source = {
-        let clock = Arc::clone(&clock);
-        TimeSource::Custom(Arc::new(move || clock.load(Ordering::SeqCst)))
-    };
-    let redis = RedisLimiter::builder(server.url())
-        .rate(Rate::per_second(1))
-        .prefix("dyn-many")
-        .time_source(source)
-        .build()
-        .await
-        .unwrap();
+    let (clock, redis) = on_manual_clock(&server, "dyn-many").await;
     let slow = Gcra::with_burst(Rate::per_minute(6), 3).unwrap();
     let fast = Gcra::with_burst(Rate::per_second(2), 5).unwrap();
     let (a, b) = (slow.params(), fast.params());
